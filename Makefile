@@ -1,0 +1,52 @@
+# WorkPulse: `make run` starts the whole mesh, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTOS := $(shell find protos -name '*.proto')
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: run test bench lint protos check-protos install clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "WorkPulse needs Python 3.11+")'
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Stubs are committed; this rebuilds them from protos/ (typed .pyi via mypy-protobuf).
+protos: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. \
+		--mypy_out=. --mypy_grpc_out=. $(PROTOS)
+	@for d in $$(find workpulse -path '*/v1' -type d); do touch $$d/__init__.py $$(dirname $$d)/__init__.py; done
+
+# Fails when the committed stubs differ from what protos/ generates, or protos break lint.
+check-protos: $(STAMP)
+	$(BIN)/buf lint
+	@tmp=$$(mktemp -d); \
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$$tmp --grpc_python_out=$$tmp \
+		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTOS); \
+	for f in $$(cd $$tmp && find . -type f); do \
+		cmp -s $$tmp/$$f $$f || { echo "stale generated stub: $$f (run make protos)"; rm -rf $$tmp; exit 1; }; \
+	done; rm -rf $$tmp; echo "generated stubs are up to date"
+
+lint: $(STAMP) check-protos
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check workpulse services gateway tests
+	$(BIN)/mypy
+
+run: $(STAMP)
+	$(BIN)/workpulse up
+
+test: lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) .data

@@ -1,0 +1,37 @@
+"""The ``workpulse`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from workpulse.settings import load
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="workpulse", description="WorkPulse mesh control")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start every service and the gateway; Ctrl-C stops them")
+    commands.add_parser("migrate", help="apply every service's migrations (idempotent)")
+    args = parser.parse_args(argv)
+
+    if args.command == "up":
+        from workpulse.supervisor import up
+
+        return up()
+    if args.command == "migrate":
+        from workpulse.migrate import upgrade_all
+        from workpulse.supervisor import SupervisorSettings
+
+        settings = load(SupervisorSettings)
+        if not settings.database_url:
+            print("workpulse migrate: DATABASE_URL is not set", file=sys.stderr)
+            return 2
+        for service in upgrade_all(settings.database_url):
+            print(f"migrated {service}")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

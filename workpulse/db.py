@@ -1,0 +1,95 @@
+"""Database access: one async engine per process and a tenant-scoped unit of work.
+
+Isolation is enforced by PostgreSQL (ARCHITECTURE.md §2): every connection of the
+runtime engine assumes the role ``workpulse_app``, which is subject to the row-level
+security policies, and each transaction sets ``app.organization_id`` from the verified
+token. The maintenance engine assumes ``workpulse_maintenance``, whose policies see
+every tenant; only code paths reserved to service identities may use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from psycopg import errors as pg_errors
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from workpulse.errors import Unavailable
+
+RUNTIME_ROLE = "workpulse_app"
+MAINTENANCE_ROLE = "workpulse_maintenance"
+T = TypeVar("T")
+
+
+def sqlalchemy_url(url: str) -> str:
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError("not a PostgreSQL URL")
+
+
+def create_engine(url: str, *, role: str | None = RUNTIME_ROLE, pool_size: int = 10) -> AsyncEngine:
+    """An engine whose every connection runs as ``role`` (None: as the URL's user)."""
+    connect_args: dict[str, object] = {}
+    if role is not None:
+        connect_args["options"] = f"-c role={role}"
+    engine = create_async_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args=connect_args,
+    )
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
+    return engine
+
+
+_TRANSIENT = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and isinstance(exc.orig, _TRANSIENT)
+
+
+class UnitOfWork:
+    """Owns transaction lifecycles so data functions never open or commit their own."""
+
+    def __init__(self, engine: AsyncEngine, *, attempts: int = 4) -> None:
+        self.engine = engine
+        self._attempts = attempts
+
+    @asynccontextmanager
+    async def tenant(self, organization_id: str) -> AsyncIterator[AsyncConnection]:
+        """A transaction that sees only ``organization_id``'s rows."""
+        async with self.engine.begin() as conn:
+            await conn.execute(text("select set_config('app.organization_id', :org, true)"), {"org": organization_id})
+            yield conn
+
+    @asynccontextmanager
+    async def unscoped(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction with no tenant: on the runtime role it sees no tenant rows at all;
+        on the maintenance engine it sees every tenant."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def retrying(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Runs ``work`` again on serialization failures and deadlocks, with jittered backoff."""
+        for attempt in range(self._attempts):
+            try:
+                return await work()
+            except DBAPIError as exc:
+                if not is_transient(exc) or attempt == self._attempts - 1:
+                    if is_transient(exc):
+                        raise Unavailable("database contention, retry later") from exc
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+        raise AssertionError("unreachable")

@@ -1,0 +1,175 @@
+"""The one server interceptor: authentication, deadlines, logging and error mapping.
+
+Servicers read the verified caller with :func:`principal`; use cases raise the typed
+errors of ``workpulse.errors`` and never touch the gRPC context.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from workpulse import errors, log
+from workpulse.identity import Principal, TokenVerifier
+
+logger = logging.getLogger("workpulse.rpc")
+
+_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+_client_address: contextvars.ContextVar[str] = contextvars.ContextVar("client_address", default="")
+
+STATUS_OF: dict[type[errors.WorkPulseError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.Conflict: grpc.StatusCode.ABORTED,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def principal() -> Principal:
+    """The verified caller of the RPC being served."""
+    found = _principal.get()
+    if found is None:
+        raise errors.Unauthenticated("missing bearer token")
+    return found
+
+
+def client_address() -> str:
+    """The end user's address: the gateway's word for it when the gateway called, else the peer."""
+    return _client_address.get()
+
+
+def remaining_timeout(default: float) -> float:
+    """Time left before the incoming deadline, for calls made while serving (propagation)."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return default
+    return max(0.0, min(default, deadline - time.monotonic()))
+
+
+def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[tuple[str, str]]]:
+    if isinstance(exc, errors.WorkPulseError):
+        trailers = [("wp-field", exc.field)] if exc.field else []
+        if isinstance(exc, errors.RateLimited):
+            trailers.append(("retry-after", str(exc.retry_after)))
+        code = next(c for k, c in STATUS_OF.items() if isinstance(exc, k))
+        return code, exc.message, trailers
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "request"
+        return grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {first['msg']}", [("wp-field", field)]
+    if isinstance(exc, OperationalError | PoolTimeout) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        logger.warning("database unavailable", exc_info=exc)
+        return grpc.StatusCode.UNAVAILABLE, "database unavailable", []
+    logger.error("unhandled error", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, "internal error", []
+
+
+class KernelInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, verifier: TokenVerifier, public_methods: Iterable[str]) -> None:
+        self._verifier = verifier
+        self._public = frozenset(public_methods)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method: str = details.method  # type: ignore[attr-defined]
+        if method.startswith(("/grpc.health.", "/grpc.reflection.")):
+            return handler
+        public = any(method.endswith("/" + m) or method == m for m in self._public)
+        kwargs: dict[str, Any] = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, method, public), **kwargs)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(self._streaming(handler.unary_stream, method, public), **kwargs)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method, public), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream, method, public), **kwargs)
+
+    def _enter(self, context: grpc.aio.ServicerContext, public: bool) -> None:
+        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        remaining = context.time_remaining()
+        _deadline.set(time.monotonic() + remaining if remaining is not None else None)
+        caller: Principal | None = None
+        auth = metadata.get("authorization", "")
+        if auth:
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise errors.Unauthenticated("authorization must be 'Bearer <token>'")
+            caller = self._verifier.verify(token.strip())
+        elif not public:
+            raise errors.Unauthenticated("missing bearer token")
+        _principal.set(caller)
+        address = context.peer()
+        forwarded = metadata.get("x-client-address")
+        gateway = metadata.get("x-service-authorization")
+        if forwarded and gateway and self._verifier.verify(gateway).is_service:
+            address = forwarded
+        _client_address.set(address)
+        if caller is not None:
+            log.user_id.set(caller.subject)
+            log.tenant_id.set(caller.organization_id)
+
+    def _unary(self, behavior: Any, method: str, public: bool) -> Any:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            try:
+                self._enter(context, public)
+                return await behavior(request, context)
+            except Exception as exc:
+                code, message, trailers = _status_for(exc)
+                await context.abort(code, message, trailing_metadata=tuple(trailers))
+            finally:
+                _log_call(method, started, context)
+
+        return wrapped
+
+    def _streaming(self, behavior: Any, method: str, public: bool) -> Any:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            try:
+                self._enter(context, public)
+                async for item in behavior(request, context):
+                    yield item
+            except Exception as exc:
+                code, message, trailers = _status_for(exc)
+                await context.abort(code, message, trailing_metadata=tuple(trailers))
+            finally:
+                _log_call(method, started, context)
+
+        return wrapped
+
+
+def _log_call(method: str, started: float, context: grpc.aio.ServicerContext) -> None:
+    code = context.code()
+    logger.info(
+        "rpc",
+        extra={
+            "fields": {
+                "method": method,
+                "code": code.name if isinstance(code, grpc.StatusCode) else "OK",
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+        },
+    )
