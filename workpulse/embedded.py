@@ -16,6 +16,7 @@ class EmbeddedServers:
     def postgres_url(self) -> str:
         import pgserver
 
+        self._data_dir.mkdir(parents=True, exist_ok=True)
         self._pg = pgserver.get_server(self._data_dir / "postgres", cleanup_mode="stop")
         return str(self._pg.get_uri())
 
@@ -28,7 +29,7 @@ class EmbeddedServers:
 
     def stop(self) -> None:
         if self._redis is not None:
-            self._redis.shutdown(save=True, now=True)
+            self._redis.shutdown(save=True)
             self._redis = None
         if self._pg is not None:
             self._pg.cleanup()

@@ -20,7 +20,7 @@ _LOCK_KEY = 0x5750_4D49  # "WPMI"
 
 
 def services_with_migrations() -> list[str]:
-    return sorted(p.parent.name for p in SERVICES_DIR.glob("*/migrations/env.py"))
+    return sorted(p.parent.parent.name for p in SERVICES_DIR.glob("*/migrations/env.py"))
 
 
 def alembic_config(service: str, url: str) -> Config:

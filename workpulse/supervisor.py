@@ -46,6 +46,7 @@ class ProcessSpec:
 # The mesh: one line per process. The gateway comes last so its peers are up first.
 PROCESSES: tuple[ProcessSpec, ...] = (
     ProcessSpec("auth", "services.auth", 50051),
+    ProcessSpec("sessions", "services.sessions", 50052),
     ProcessSpec("gateway", "gateway", 3000, http=True),
 )
 
@@ -83,6 +84,7 @@ def mesh_environment(database_url: str, redis_url: str, data_dir: Path, host: st
         "SERVICE_PRIVATE_KEY_FILE": str(keys / "service_private.pem"),
         "SERVICE_PUBLIC_KEY_FILE": str(keys / "service_public.pem"),
         "GRPC_HOST": host,
+        "GATEWAY_HOST": host,
     }
     for spec in PROCESSES:
         env[spec.address_variable] = f"{host}:{port_of(spec)}"
@@ -96,7 +98,8 @@ class Supervisor:
         self._stopping = False
 
     def spawn(self, spec: ProcessSpec, env: dict[str, str]) -> None:
-        child_env = {**os.environ, **env, "GRPC_PORT": str(port_of(spec)), "SERVICE_NAME": spec.name}
+        port = str(port_of(spec))
+        child_env = {**os.environ, **env, "GRPC_PORT": port, spec.port_variable: port}
         self.children[spec.name] = subprocess.Popen([sys.executable, "-m", spec.module], env=child_env)
 
     def wait_healthy(self, spec: ProcessSpec, host: str, deadline: float) -> None:

@@ -1,0 +1,75 @@
+"""The gateway application factory; tests call ``create_app`` with their own settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
+
+from gateway.errors import HTTPError, on_http_error, on_starlette_error, on_unexpected
+from gateway.health import health
+from gateway.limits import BodySizeLimit
+from gateway.openapi import build_document
+from gateway.peers import Peers
+from gateway.routes import all_routes
+from gateway.settings import GatewaySettings
+from workpulse import db, redisconn, runtime
+
+
+def create_app(settings: GatewaySettings) -> ASGIApp:
+    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *all_routes()]
+    document = build_document(routes)
+
+    async def openapi(_: Request) -> JSONResponse:
+        return JSONResponse(document)
+
+    routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.engine = db.create_engine(settings.database_url, pool_size=2)
+        app.state.redis = redisconn.create_client(settings.redis_url)
+        app.state.keys = redisconn.Keys(settings.redis_prefix)
+        app.state.verifier = runtime.token_verifier(settings)
+        app.state.peers = Peers(
+            settings.peer_addresses(), runtime.service_identity("gateway", settings), settings.rpc_timeout_seconds
+        )
+        try:
+            yield
+        finally:
+            await app.state.peers.close()
+            await app.state.redis.aclose()
+            await app.state.engine.dispose()
+
+    middleware = [
+        Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins(),
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["authorization", "content-type"],
+        ),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={
+            HTTPError: on_http_error,
+            HTTPException: on_starlette_error,
+            Exception: on_unexpected,
+        },
+    )
+    from opentelemetry.instrumentation.starlette import StarletteInstrumentor
+
+    StarletteInstrumentor.instrument_app(app)
+    return app

@@ -1,0 +1,16 @@
+"""Every REST route module; each exports ``routes``. One line per module."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from starlette.routing import BaseRoute
+
+ROUTE_MODULES: tuple[str, ...] = ("gateway.routes.auth",)
+
+
+def all_routes() -> list[BaseRoute]:
+    found: list[BaseRoute] = []
+    for name in ROUTE_MODULES:
+        found.extend(import_module(name).routes)
+    return found
