@@ -14,10 +14,10 @@ class EmbeddedServers:
         self._redis: Any = None
 
     def postgres_url(self) -> str:
-        import pgserver
+        from pgserver.postgres_server import get_server
 
         self._data_dir.mkdir(parents=True, exist_ok=True)
-        self._pg = pgserver.get_server(self._data_dir / "postgres", cleanup_mode="stop")
+        self._pg = get_server(self._data_dir / "postgres", cleanup_mode="stop")
         return str(self._pg.get_uri())
 
     def redis_url(self) -> str:

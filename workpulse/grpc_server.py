@@ -97,7 +97,7 @@ class _OutgoingMetadata(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStre
 
     def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
-        if self._identity is not None and "authorization" not in metadata:
+        if self._identity is not None and "authorization" not in metadata.keys():  # noqa: SIM118
             metadata.add("authorization", f"Bearer {self._identity.token()}")
         timeout = details.timeout if details.timeout is not None else remaining_timeout(self._default)
         return grpc.aio.ClientCallDetails(

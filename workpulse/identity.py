@@ -121,7 +121,7 @@ class TokenVerifier:
         role, org = claims.get("role"), claims.get("org")
         if role not in USER_ROLES or not isinstance(org, str):
             raise Unauthenticated("token carries no valid role or organization")
-        return Principal(str(claims["sub"]), str(role), org, str(claims["jti"]), int(claims["exp"]))
+        return Principal(str(claims["sub"]), str(role), org, str(claims["jti"]), int(str(claims["exp"])))
 
     def _verify_service(self, token: str) -> Principal:
         if self._service is None:
@@ -129,7 +129,7 @@ class TokenVerifier:
         claims = self._decode(token, self._service, SERVICE_ISSUER)
         if claims.get("role") != SERVICE_ROLE:
             raise Unauthenticated("not a service identity")
-        return Principal(str(claims["sub"]), SERVICE_ROLE, None, str(claims["jti"]), int(claims["exp"]))
+        return Principal(str(claims["sub"]), SERVICE_ROLE, None, str(claims["jti"]), int(str(claims["exp"])))
 
     def _decode(self, token: str, key: Ed25519PublicKey, issuer: str) -> dict[str, object]:
         try:

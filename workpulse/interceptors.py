@@ -85,13 +85,13 @@ class KernelInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
         if handler is None:
             return handler
-        method: str = details.method  # type: ignore[attr-defined]
+        method: str = details.method
         if method.startswith(("/grpc.health.", "/grpc.reflection.")):
             return handler
         public = any(method.endswith("/" + m) or method == m for m in self._public)
@@ -107,7 +107,7 @@ class KernelInterceptor(grpc.aio.ServerInterceptor):
             return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method, public), **kwargs)
         return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream, method, public), **kwargs)
 
-    def _enter(self, context: grpc.aio.ServicerContext, public: bool) -> None:
+    def _enter(self, context: grpc.aio.ServicerContext[Any, Any], public: bool) -> None:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         remaining = context.time_remaining()
         _deadline.set(time.monotonic() + remaining if remaining is not None else None)
@@ -132,7 +132,7 @@ class KernelInterceptor(grpc.aio.ServerInterceptor):
             log.tenant_id.set(caller.organization_id)
 
     def _unary(self, behavior: Any, method: str, public: bool) -> Any:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             try:
                 self._enter(context, public)
@@ -146,7 +146,7 @@ class KernelInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _streaming(self, behavior: Any, method: str, public: bool) -> Any:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started = time.perf_counter()
             try:
                 self._enter(context, public)
@@ -161,7 +161,7 @@ class KernelInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
 
-def _log_call(method: str, started: float, context: grpc.aio.ServicerContext) -> None:
+def _log_call(method: str, started: float, context: grpc.aio.ServicerContext[Any, Any]) -> None:
     code = context.code()
     logger.info(
         "rpc",

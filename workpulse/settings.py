@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,7 +65,7 @@ class GrpcServiceSettings(CommonSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
-def load(cls: type[S], **overrides: object) -> S:
+def load(cls: type[S], **overrides: Any) -> S:
     """Build settings from the environment or stop the process naming the bad variable."""
     try:
         return cls(**overrides)
