@@ -1,0 +1,61 @@
+"""The boundaries of ARCHITECTURE.md and STYLE.md, checked on the source itself."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = sorted(p.name for p in (ROOT / "services").iterdir() if (p / "__init__.py").exists())
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def _sources(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*.py") if "_pb2" not in p.name]
+
+
+def test_a_service_imports_no_other_service() -> None:
+    for service in SERVICES:
+        for path in _sources(ROOT / "services" / service):
+            for module in _imports(path):
+                if module.startswith("services.") and not module.startswith(f"services.{service}"):
+                    raise AssertionError(f"{path.relative_to(ROOT)} imports {module}")
+
+
+def test_domain_modules_import_neither_grpc_nor_sqlalchemy() -> None:
+    for path in ROOT.glob("services/*/domain*.py"):
+        bad = {m for m in _imports(path) if m.split(".")[0] in {"grpc", "sqlalchemy", "psycopg", "redis"}}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_kernel_imports_no_service_and_no_gateway() -> None:
+    for path in _sources(ROOT / "workpulse"):
+        if path.name == "supervisor.py" or path.name == "cli.py":
+            continue  # the supervisor and CLI start services by module name, never import them
+        bad = {m for m in _imports(path) if m.startswith(("services", "gateway"))}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_gateway_reaches_services_only_through_stubs() -> None:
+    for path in _sources(ROOT / "gateway"):
+        bad = {m for m in _imports(path) if m.startswith("services")}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_modules_stay_small() -> None:
+    for folder in ("workpulse", "services", "gateway"):
+        for path in _sources(ROOT / folder):
+            if "migrations/versions" in str(path):
+                continue
+            lines = len(path.read_text().splitlines())
+            assert lines <= 450, f"{path.relative_to(ROOT)} has {lines} lines; split it"
