@@ -1,0 +1,1 @@
+"""Sessions service: projects and work sessions (start/stop, history, totals)."""

@@ -1,0 +1,86 @@
+"""Composition root of the sessions service: wires engines, Redis, the outbox relay and
+the gRPC server. Nothing connects at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.sessions.limits import RequestBudget
+from services.sessions.servicer import SERVICE_NAME, SessionsServicer
+from workpulse import runtime
+from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
+from workpulse.grpc_server import RunningServer, Servicer, build_server, serve
+from workpulse.outbox import EVENTS_TOPIC, OutboxRelay, StreamPublisher
+from workpulse.ratelimit import RateLimiter
+from workpulse.redisconn import Keys, create_client
+from workpulse.sessions.v1 import sessions_pb2_grpc
+from workpulse.settings import GrpcServiceSettings, load
+
+SCHEMA = "sessions"
+
+
+class Settings(GrpcServiceSettings):
+    session_reads_per_minute: int = Field(3000, ge=1, description="per-user budget of session/project reads")
+    session_writes_per_minute: int = Field(600, ge=1, description="per-user budget of starts, stops, project edits")
+
+
+def contributed_servicers(maintenance: AsyncEngine) -> list[Servicer]:
+    """Servicers other modules of this service add to the same server (cross-tenant ones
+    get the maintenance engine). The scheduler's reporting servicer registers here."""
+    return []
+
+
+async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitable[None]]]:
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    maintenance = create_engine(settings.database_url, role=MAINTENANCE_ROLE, pool_size=2)
+    redis = create_client(settings.redis_url)
+    keys = Keys(settings.redis_prefix)
+    budget = RequestBudget(
+        RateLimiter(redis),
+        keys,
+        reads_per_minute=settings.session_reads_per_minute,
+        writes_per_minute=settings.session_writes_per_minute,
+    )
+    servicer = SessionsServicer(UnitOfWork(engine), budget)
+    add = sessions_pb2_grpc.add_SessionsServiceServicer_to_server
+    servicers = [
+        Servicer(SERVICE_NAME, lambda server: add(servicer, server)),
+        *contributed_servicers(maintenance),
+    ]
+    relay = OutboxRelay(
+        maintenance, SCHEMA, {EVENTS_TOPIC: StreamPublisher(redis, keys, SCHEMA)}, listen_url=settings.database_url
+    )
+    relay_task = asyncio.create_task(relay.run(), name="sessions-outbox-relay")
+    try:
+        running = await build_server(
+            servicers, runtime.token_verifier(settings), host=settings.grpc_host, port=settings.grpc_port
+        )
+    except BaseException:
+        relay_task.cancel()
+        raise
+
+    async def cleanup() -> None:
+        relay_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay_task
+        await redis.aclose()
+        await maintenance.dispose()
+        await engine.dispose()
+
+    return running, cleanup
+
+
+def main() -> None:
+    settings = load(Settings)
+    runtime.start_process("sessions", settings)
+
+    async def run() -> None:
+        running, cleanup = await build(settings)
+        await serve(running, grace=settings.shutdown_grace_seconds, cleanup=cleanup)
+
+    asyncio.run(run())

@@ -1,0 +1,258 @@
+"""SQL for projects, work sessions and applied batches, on a connection the caller owns.
+
+Nothing here opens or commits a transaction; row-level security scopes every statement
+to the tenant the unit of work set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from psycopg.errors import UniqueViolation
+from sqlalchemy import Row, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.sessions.domain import ActivityDelta, HistoryQuery, Project, WorkSession
+from workpulse.errors import AlreadyExists
+
+_SESSION_COLUMNS = (
+    "id::text, organization_id::text, user_id::text, project_id::text, start_time, end_time, status, "
+    "total_active_seconds, total_idle_seconds, last_activity_at, version"
+)
+_PROJECT_COLUMNS = "id::text, organization_id::text, name, description, created_at, updated_at"
+
+
+def _session(row: Row[Any]) -> WorkSession:
+    return WorkSession(**row._asdict())
+
+
+def _project(row: Row[Any]) -> Project:
+    return Project(**row._asdict())
+
+
+class WorkSessionRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def insert_active(self, organization_id: str, user_id: str, project_id: str | None) -> WorkSession | None:
+        """The new session, or None when the user already has an active one (the partial
+        unique index decides, so concurrent starts cannot both win)."""
+        row = (
+            await self._conn.execute(
+                text(
+                    "insert into sessions.work_sessions (organization_id, user_id, project_id) "
+                    "values (:org, :user, :project) "
+                    "on conflict (organization_id, user_id) where status = 'active' do nothing "
+                    f"returning {_SESSION_COLUMNS}"
+                ),
+                {"org": organization_id, "user": user_id, "project": project_id},
+            )
+        ).first()
+        return _session(row) if row else None
+
+    async def active_of(self, organization_id: str, user_id: str) -> WorkSession | None:
+        row = (
+            await self._conn.execute(
+                text(
+                    f"select {_SESSION_COLUMNS} from sessions.work_sessions "
+                    "where organization_id = :org and user_id = :user and status = 'active'"
+                ),
+                {"org": organization_id, "user": user_id},
+            )
+        ).first()
+        return _session(row) if row else None
+
+    async def get(self, organization_id: str, session_id: str) -> WorkSession | None:
+        row = (
+            await self._conn.execute(
+                text(
+                    f"select {_SESSION_COLUMNS} from sessions.work_sessions where organization_id = :org and id = :id"
+                ),
+                {"org": organization_id, "id": session_id},
+            )
+        ).first()
+        return _session(row) if row else None
+
+    async def stop(self, organization_id: str, session_id: str, expected_version: int | None) -> WorkSession | None:
+        """Stops an active session in one guarded statement; None when the guard failed."""
+        row = (
+            await self._conn.execute(
+                text(
+                    "update sessions.work_sessions "
+                    "set status = 'stopped', end_time = greatest(now(), start_time), version = version + 1 "
+                    "where organization_id = :org and id = :id and status = 'active' "
+                    "and (cast(:expected as bigint) is null or version = cast(:expected as bigint)) "
+                    f"returning {_SESSION_COLUMNS}"
+                ),
+                {"org": organization_id, "id": session_id, "expected": expected_version},
+            )
+        ).first()
+        return _session(row) if row else None
+
+    async def add_activity(self, delta: ActivityDelta) -> WorkSession | None:
+        """Appends commute: one atomic UPDATE, never a version check, so concurrent
+        appends to one session queue on its row lock and all succeed."""
+        row = (
+            await self._conn.execute(
+                text(
+                    "update sessions.work_sessions set "
+                    "total_active_seconds = total_active_seconds + :active, "
+                    "total_idle_seconds = total_idle_seconds + :idle, "
+                    "last_activity_at = greatest(last_activity_at, cast(:last as timestamptz)), "
+                    "version = version + 1 "
+                    f"where organization_id = :org and id = :id returning {_SESSION_COLUMNS}"
+                ),
+                {
+                    "org": delta.organization_id,
+                    "id": delta.session_id,
+                    "active": delta.active_seconds,
+                    "idle": delta.idle_seconds,
+                    "last": delta.last_activity_at,
+                },
+            )
+        ).first()
+        return _session(row) if row else None
+
+    async def active(self, organization_id: str, user_id: str | None) -> list[WorkSession]:
+        rows = await self._conn.execute(
+            text(
+                f"select {_SESSION_COLUMNS} from sessions.work_sessions "
+                "where organization_id = :org and status = 'active' "
+                "and (cast(:user as uuid) is null or user_id = cast(:user as uuid)) "
+                "order by start_time desc, id desc"
+            ),
+            {"org": organization_id, "user": user_id},
+        )
+        return [_session(r) for r in rows]
+
+    async def history(self, organization_id: str, query: HistoryQuery) -> list[WorkSession]:
+        """One page plus one row (so the caller knows whether another page follows)."""
+        after_time: datetime | None = query.after.start_time if query.after else None
+        after_id: str | None = query.after.session_id if query.after else None
+        rows = await self._conn.execute(
+            text(
+                f"select {_SESSION_COLUMNS} from sessions.work_sessions "
+                "where organization_id = :org "
+                "and (cast(:user as uuid) is null or user_id = cast(:user as uuid)) "
+                "and (cast(:project as uuid) is null or project_id = cast(:project as uuid)) "
+                "and (cast(:status as text) is null or status = cast(:status as text)) "
+                "and (cast(:since as timestamptz) is null or start_time >= cast(:since as timestamptz)) "
+                "and (cast(:before as timestamptz) is null or start_time < cast(:before as timestamptz)) "
+                "and (cast(:after_time as timestamptz) is null "
+                "  or (start_time, id) < (cast(:after_time as timestamptz), cast(:after_id as uuid))) "
+                "order by start_time desc, id desc limit :limit"
+            ),
+            {
+                "org": organization_id,
+                "user": query.user_id,
+                "project": query.project_id,
+                "status": query.status,
+                "since": query.started_from,
+                "before": query.started_before,
+                "after_time": after_time,
+                "after_id": after_id,
+                "limit": query.page_size + 1,
+            },
+        )
+        return [_session(r) for r in rows]
+
+
+class AppliedBatchRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def claim(self, delta: ActivityDelta) -> bool:
+        """Records the idempotency key; False when it was already applied (a concurrent
+        claim of the same key waits for the first transaction and then sees it)."""
+        row = (
+            await self._conn.execute(
+                text(
+                    "insert into sessions.applied_batches (organization_id, idempotency_key, session_id, event_count) "
+                    "values (:org, :key, :session, :count) on conflict do nothing returning 1"
+                ),
+                {
+                    "org": delta.organization_id,
+                    "key": delta.idempotency_key,
+                    "session": delta.session_id,
+                    "count": delta.event_count,
+                },
+            )
+        ).first()
+        return row is not None
+
+
+class ProjectRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def insert(self, organization_id: str, name: str, description: str, created_by: str) -> Project | None:
+        """The new project, or None when a live project of that name exists."""
+        row = (
+            await self._conn.execute(
+                text(
+                    "insert into sessions.projects (organization_id, name, description, created_by) "
+                    "values (:org, :name, :description, :by) "
+                    "on conflict (organization_id, lower(name)) where deleted_at is null do nothing "
+                    f"returning {_PROJECT_COLUMNS}"
+                ),
+                {"org": organization_id, "name": name, "description": description, "by": created_by},
+            )
+        ).first()
+        return _project(row) if row else None
+
+    async def get(self, organization_id: str, project_id: str) -> Project | None:
+        row = (
+            await self._conn.execute(
+                text(
+                    f"select {_PROJECT_COLUMNS} from sessions.projects "
+                    "where organization_id = :org and id = :id and deleted_at is null"
+                ),
+                {"org": organization_id, "id": project_id},
+            )
+        ).first()
+        return _project(row) if row else None
+
+    async def list_live(self, organization_id: str) -> Sequence[Project]:
+        rows = await self._conn.execute(
+            text(
+                f"select {_PROJECT_COLUMNS} from sessions.projects "
+                "where organization_id = :org and deleted_at is null order by lower(name), id"
+            ),
+            {"org": organization_id},
+        )
+        return [_project(r) for r in rows]
+
+    async def update(
+        self, organization_id: str, project_id: str, name: str | None, description: str | None
+    ) -> Project | None:
+        """The updated project; None when absent. AlreadyExists when the new name is taken."""
+        try:
+            result = await self._conn.execute(
+                text(
+                    "update sessions.projects set name = coalesce(:name, name), "
+                    "description = coalesce(:description, description), updated_at = now() "
+                    "where organization_id = :org and id = :id and deleted_at is null "
+                    f"returning {_PROJECT_COLUMNS}"
+                ),
+                {"org": organization_id, "id": project_id, "name": name, "description": description},
+            )
+        except IntegrityError as exc:
+            if isinstance(exc.orig, UniqueViolation):
+                raise AlreadyExists("a project with this name already exists", field="name") from None
+            raise
+        row = result.first()
+        return _project(row) if row else None
+
+    async def soft_delete(self, organization_id: str, project_id: str) -> bool:
+        """Hides the project; its sessions keep their project_id for history and reports."""
+        result = await self._conn.execute(
+            text(
+                "update sessions.projects set deleted_at = now(), updated_at = now() "
+                "where organization_id = :org and id = :id and deleted_at is null"
+            ),
+            {"org": organization_id, "id": project_id},
+        )
+        return bool(result.rowcount)
