@@ -20,7 +20,7 @@ from workpulse.settings import load
 class Server:
     running: RunningServer
     channel: grpc.aio.Channel
-    stub: sessions_pb2_grpc.SessionsServiceStub
+    stub: sessions_pb2_grpc.SessionsServiceAsyncStub
 
     @property
     def address(self) -> str:

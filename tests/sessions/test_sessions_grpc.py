@@ -35,7 +35,8 @@ async def test_start_then_stop_sets_end_time_once(sessions_server: Server, make_
 
     again = sessions_server.stub.StopSession(pb.StopSessionRequest(session_id=started.id), metadata=user.md)
     assert await _code(again) == grpc.StatusCode.FAILED_PRECONDITION
-    fetched = (await sessions_server.stub.GetSession(pb.GetSessionRequest(session_id=started.id), metadata=user.md)).session
+    get = pb.GetSessionRequest(session_id=started.id)
+    fetched = (await sessions_server.stub.GetSession(get, metadata=user.md)).session
     assert fetched.end_time == stopped.end_time
 
 
@@ -76,7 +77,8 @@ async def test_stop_with_wrong_version_is_aborted_and_changes_nothing(
     session = (await sessions_server.stub.StartSession(pb.StartSessionRequest(), metadata=user.md)).session
     wrong = pb.StopSessionRequest(session_id=session.id, expected_version=session.version + 5)
     assert await _code(sessions_server.stub.StopSession(wrong, metadata=user.md)) == grpc.StatusCode.ABORTED
-    still = (await sessions_server.stub.GetSession(pb.GetSessionRequest(session_id=session.id), metadata=user.md)).session
+    get = pb.GetSessionRequest(session_id=session.id)
+    still = (await sessions_server.stub.GetSession(get, metadata=user.md)).session
     assert still.status == "active" and still.version == session.version
 
     right = pb.StopSessionRequest(session_id=session.id, expected_version=session.version)

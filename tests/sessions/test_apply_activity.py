@@ -1,0 +1,174 @@
+"""ApplyActivity: appends commute under contention, each idempotency key counts once, and
+every change publishes its event (through the outbox, only once committed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from tests.sessions.conftest import Server, User, UserFactory
+from tests.support import eventually
+from workpulse.outbox import events_stream
+from workpulse.redisconn import Keys
+from workpulse.sessions.v1 import sessions_pb2 as pb
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def _stamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _apply(
+    user: User, session_id: str, key: str, active: int = 60, idle: int = 0, **extra: object
+) -> pb.ApplyActivityRequest:
+    return pb.ApplyActivityRequest(
+        organization_id=user.org,
+        session_id=session_id,
+        idempotency_key=key,
+        active_seconds=active,
+        idle_seconds=idle,
+        event_count=1,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def _start(server: Server, user: User) -> pb.Session:
+    return (await server.stub.StartSession(pb.StartSessionRequest(), metadata=user.md)).session
+
+
+async def test_hundred_concurrent_appends_all_succeed_with_exact_totals(
+    sessions_server: Server, make_user: UserFactory, service_md: Metadata
+) -> None:
+    user = make_user()
+    session = await _start(sessions_server, user)
+    replies = await asyncio.gather(
+        *(
+            sessions_server.stub.ApplyActivity(
+                _apply(user, session.id, f"k-{i}", active=60 if i % 4 else 0, idle=0 if i % 4 else 30),
+                metadata=service_md,
+            )
+            for i in range(100)
+        )
+    )
+    assert not any(r.duplicate for r in replies)
+    # Each reply shows its own append applied: versions are distinct and contiguous.
+    assert sorted(r.session.version for r in replies) == list(range(2, 102))
+    final = (
+        await sessions_server.stub.GetSession(pb.GetSessionRequest(session_id=session.id), metadata=user.md)
+    ).session
+    assert final.total_active_seconds == 75 * 60
+    assert final.total_idle_seconds == 25 * 30
+    assert final.version == 101
+
+
+async def test_same_key_counts_once_even_when_raced(
+    sessions_server: Server, make_user: UserFactory, service_md: Metadata
+) -> None:
+    user = make_user()
+    session = await _start(sessions_server, user)
+    request = _apply(user, session.id, "batch-1", active=120, idle=5)
+    replies = await asyncio.gather(
+        *(sessions_server.stub.ApplyActivity(request, metadata=service_md) for _ in range(10))
+    )
+    assert sorted(r.duplicate for r in replies) == [False] + [True] * 9
+    again = await sessions_server.stub.ApplyActivity(request, metadata=service_md)
+    assert again.duplicate and again.session.total_active_seconds == 120 and again.session.total_idle_seconds == 5
+    assert again.session.version == 2
+
+
+async def test_activity_before_a_stop_still_counts_after_it(
+    sessions_server: Server, make_user: UserFactory, service_md: Metadata
+) -> None:
+    user = make_user()
+    session = await _start(sessions_server, user)
+    await sessions_server.stub.StopSession(pb.StopSessionRequest(session_id=session.id), metadata=user.md)
+    stamp = datetime.now(UTC) - timedelta(minutes=1)
+    reply = await sessions_server.stub.ApplyActivity(
+        _apply(user, session.id, "late", active=45, last_activity_at=_stamp(stamp)), metadata=service_md
+    )
+    assert reply.session.status == "stopped" and reply.session.total_active_seconds == 45
+    assert reply.session.last_activity_at.ToDatetime(tzinfo=UTC) == stamp
+    # An older stamp never moves last_activity_at backwards.
+    older = await sessions_server.stub.ApplyActivity(
+        _apply(user, session.id, "older", last_activity_at=_stamp(stamp - timedelta(hours=1))), metadata=service_md
+    )
+    assert older.session.last_activity_at == reply.session.last_activity_at
+
+
+async def test_apply_activity_is_for_services_and_tenants_only(
+    sessions_server: Server, make_user: UserFactory, service_md: Metadata
+) -> None:
+    user = make_user()
+    session = await _start(sessions_server, user)
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await sessions_server.stub.ApplyActivity(_apply(user, session.id, "x"), metadata=user.md)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    stranger = make_user()
+    with pytest.raises(grpc.aio.AioRpcError) as other_tenant:
+        await sessions_server.stub.ApplyActivity(_apply(stranger, session.id, "x"), metadata=service_md)
+    assert other_tenant.value.code() == grpc.StatusCode.NOT_FOUND
+
+    bad = [
+        _apply(user, session.id, ""),
+        _apply(user, session.id, "neg", active=-1),
+        _apply(user, session.id, "huge", idle=10**9),
+        _apply(user, "not-a-uuid", "k"),
+        pb.ApplyActivityRequest(organization_id="x", session_id=session.id, idempotency_key="k"),
+    ]
+    for request in bad:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await sessions_server.stub.ApplyActivity(request, metadata=service_md)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # A failed apply leaves its key unclaimed: the retry counts.
+    missing = _apply(user, str(uuid.uuid4()), "retry-me")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await sessions_server.stub.ApplyActivity(missing, metadata=service_md)
+    applied = await sessions_server.stub.ApplyActivity(_apply(user, session.id, "retry-me"), metadata=service_md)
+    assert not applied.duplicate and applied.session.total_active_seconds == 60
+
+
+async def test_state_changes_publish_session_events(
+    sessions_server: Server,
+    make_user: UserFactory,
+    service_md: Metadata,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+) -> None:
+    user = make_user()
+    session = await _start(sessions_server, user)
+    await sessions_server.stub.ApplyActivity(_apply(user, session.id, "e1", active=30, idle=10), metadata=service_md)
+    await sessions_server.stub.ApplyActivity(_apply(user, session.id, "e1", active=30, idle=10), metadata=service_md)
+    await sessions_server.stub.StopSession(pb.StopSessionRequest(session_id=session.id), metadata=user.md)
+    stream = events_stream(Keys(redis_prefix))
+
+    async def mine() -> list[tuple[str, dict[str, object]]]:
+        found = []
+        for _, fields in await redis_client.xrange(stream):
+            data = json.loads(fields["data"])
+            if data.get("sessionId") == session.id:
+                assert fields["org"] == user.org and fields["service"] == "sessions"
+                found.append((fields["type"], data))
+        return found if len(found) >= 3 else []
+
+    events = await eventually(mine, what="three session events")
+    assert [t for t, _ in events] == ["SESSION_STARTED", "SESSION_UPDATE", "SESSION_STOPPED"]
+    update = events[1][1]
+    assert {k: update[k] for k in ("userId", "total_active_seconds", "total_idle_seconds", "status", "version")} == {
+        "userId": user.id,
+        "total_active_seconds": 30,
+        "total_idle_seconds": 10,
+        "status": "active",
+        "version": 2,
+    }
+    assert events[2][1]["status"] == "stopped" and events[2][1]["version"] == 3
