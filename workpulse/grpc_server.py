@@ -53,7 +53,12 @@ async def build_server(
     public = [m for s in servicers for m in s.public_methods]
     server = grpc.aio.server(
         interceptors=[aio_server_interceptor(), KernelInterceptor(verifier, public)],
-        options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)],
+        options=[
+            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            # Clients re-resolve peers when a connection ages out, so new replicas get traffic.
+            ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+            ("grpc.max_connection_age_grace_ms", 30 * 1000),
+        ],
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -122,5 +127,10 @@ def channel(
     return grpc.aio.insecure_channel(
         address,
         interceptors=interceptors,
-        options=[("grpc.enable_retries", 1), ("grpc.keepalive_time_ms", 30000)],
+        # round_robin spreads calls over every address of a headless Service (all replicas).
+        options=[
+            ("grpc.enable_retries", 1),
+            ("grpc.keepalive_time_ms", 30000),
+            ("grpc.lb_policy_name", "round_robin"),
+        ],
     )
