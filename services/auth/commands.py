@@ -1,0 +1,44 @@
+"""What callers ask the auth service to do, as plain data (unvalidated: use cases check it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SignUp:
+    email: str
+    password: str
+    name: str
+    organization_name: str
+    timezone: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterWithInvite:
+    email: str
+    password: str
+    name: str
+    organization_id: str
+    invite_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogIn:
+    email: str
+    password: str
+    organization_id: str
+    client_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateInvite:
+    email: str
+    role: str
+    ttl_hours: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ListUsers:
+    page_size: int = 0
+    page_token: str = ""

@@ -1,0 +1,194 @@
+"""Identity rules: who may join, invite and see whom. Plain Python: no grpc, no SQL."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from workpulse.errors import InvalidArgument, PermissionDenied
+
+PASSWORD_MIN_LENGTH = 8
+# bcrypt reads at most 72 bytes; a longer password would be silently truncated.
+PASSWORD_MAX_BYTES = 72
+NAME_MAX_LENGTH = 100
+ORGANIZATION_NAME_MAX_LENGTH = 200
+EMAIL_MAX_LENGTH = 254
+INVITE_MAX_TTL_HOURS = 30 * 24
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+
+ORGANIZATION_CREATED = "ORGANIZATION_CREATED"
+USER_REGISTERED = "USER_REGISTERED"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MANAGER = "manager"
+    EMPLOYEE = "employee"
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    id: str
+    name: str
+    plan_type: str
+    timezone: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    organization_id: str
+    email: str
+    name: str
+    role: Role
+    status: UserStatus
+    timezone: str
+    last_seen: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A user as log-in sees it: with the stored password hash."""
+
+    user: User
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    id: str
+    organization_id: str
+    email: str
+    role: Role
+    created_by: str
+    expires_at: datetime
+    used_at: datetime | None
+
+    def check_redeemable(self, email: str, now: datetime) -> None:
+        """An invite admits one registration, of the address it was issued to, before it expires."""
+        if self.email != email:
+            raise InvalidArgument("invite_token: this invite was issued to another email", field="invite_token")
+        if self.used_at is not None:
+            raise InvalidArgument("invite_token: this invite has already been used", field="invite_token")
+        if self.expires_at <= now:
+            raise InvalidArgument("invite_token: this invite has expired", field="invite_token")
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedInvite:
+    """A new invite with its secret, which is shown once and stored only hashed."""
+
+    invite: Invite
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenRecord:
+    id: str
+    organization_id: str
+    family_id: str
+    user_id: str
+    expires_at: datetime
+    rotated_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What sign-up, log-in and refresh hand back: the user and a fresh token pair."""
+
+    user: User
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserPage:
+    users: list[User]
+    next_page_token: str
+
+
+def may_invite(inviter: Role, invited: Role) -> None:
+    """Admins invite anyone; managers invite managers and employees; employees nobody."""
+    if inviter is Role.EMPLOYEE:
+        raise PermissionDenied("only admins and managers can invite")
+    if inviter is Role.MANAGER and invited is Role.ADMIN:
+        raise PermissionDenied("managers cannot invite admins")
+
+
+def role_of(value: str, *, field: str = "role") -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise InvalidArgument(f"{field}: must be admin, manager or employee", field=field) from None
+
+
+def _has_control_characters(value: str) -> bool:
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value)
+
+
+def normalize_email(value: str, *, field: str = "email") -> str:
+    email = value.strip().lower()
+    if len(email) > EMAIL_MAX_LENGTH or not _EMAIL.match(email) or _has_control_characters(email):
+        raise InvalidArgument(f"{field}: must be a valid email address", field=field)
+    return email
+
+
+def check_new_password(password: str) -> None:
+    if len(password) < PASSWORD_MIN_LENGTH:
+        raise InvalidArgument(f"password: must be at least {PASSWORD_MIN_LENGTH} characters long", field="password")
+    check_password_size(password)
+
+
+def check_password_size(password: str) -> None:
+    if not password:
+        raise InvalidArgument("password: must not be empty", field="password")
+    if len(password.encode()) > PASSWORD_MAX_BYTES:
+        raise InvalidArgument(f"password: must be at most {PASSWORD_MAX_BYTES} bytes long", field="password")
+
+
+def clean_name(value: str, *, field: str = "name", max_length: int = NAME_MAX_LENGTH) -> str:
+    """A display name: trimmed, not empty, bounded, printable."""
+    name = value.strip()
+    if not name:
+        raise InvalidArgument(f"{field}: must not be empty", field=field)
+    if len(name) > max_length:
+        raise InvalidArgument(f"{field}: must be at most {max_length} characters long", field=field)
+    if _has_control_characters(name):
+        raise InvalidArgument(f"{field}: must not contain control characters", field=field)
+    return name
+
+
+def parse_uuid(value: str, *, field: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument(f"{field}: must be a UUID", field=field) from None
+
+
+def check_timezone(value: str, *, field: str = "timezone") -> str:
+    name = value.strip() or "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InvalidArgument(f"{field}: unknown time zone {name!r}", field=field) from None
+    return name
+
+
+def invite_ttl_hours(requested: int, default: int) -> int:
+    hours = requested or default
+    if not 1 <= hours <= INVITE_MAX_TTL_HOURS:
+        raise InvalidArgument(f"ttl_hours: must be between 1 and {INVITE_MAX_TTL_HOURS}", field="ttl_hours")
+    return hours
