@@ -122,10 +122,16 @@ def test_termination_grace_exceeds_the_services_drain() -> None:
         assert int(found.group(1)) > grace, label
 
 
+def test_grpc_services_are_headless_for_client_side_balancing() -> None:
+    for name in GRPC_PORTS:
+        service = (BASE / f"{name}.yaml").read_text().split("kind: Service\n", 1)[1]
+        assert "clusterIP: None" in service.split("---")[0], name
+
+
 def test_config_names_every_peer_and_binds_all_interfaces() -> None:
     config = (BASE / "config.env").read_text()
     for name, port in GRPC_PORTS.items():
-        assert re.search(rf"^{name.upper()}_ADDR={name}:{port}$", config, re.M), name
+        assert re.search(rf"^{name.upper()}_ADDR=dns:///{name}:{port}$", config, re.M), name
     for line in ("GRPC_HOST=0.0.0.0", "REDIS_PREFIX=", "LOG_LEVEL=", "OTEL_EXPORTER_OTLP_ENDPOINT="):
         assert re.search(rf"^{re.escape(line)}", config, re.M), line
     for secret in (r"^DATABASE_URL=", r"^REDIS_URL=", r"BEGIN .*PRIVATE KEY"):
