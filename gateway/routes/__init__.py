@@ -6,7 +6,11 @@ from importlib import import_module
 
 from starlette.routing import BaseRoute
 
-ROUTE_MODULES: tuple[str, ...] = ("gateway.routes.auth",)
+ROUTE_MODULES: tuple[str, ...] = (
+    "gateway.routes.auth",
+    "gateway.routes.sessions",
+    "gateway.routes.projects",
+)
 
 
 def all_routes() -> list[BaseRoute]:

@@ -153,8 +153,9 @@ async def test_state_changes_publish_session_events(
     stream = events_stream(Keys(redis_prefix))
 
     async def mine() -> list[tuple[str, dict[str, object]]]:
-        found = []
-        for _, fields in await redis_client.xrange(stream):
+        found: list[tuple[str, dict[str, object]]] = []
+        entries: list[tuple[str, dict[str, str]]] = await redis_client.xrange(stream)  # type: ignore[assignment]
+        for _, fields in entries:
             data = json.loads(fields["data"])
             if data.get("sessionId") == session.id:
                 assert fields["org"] == user.org and fields["service"] == "sessions"

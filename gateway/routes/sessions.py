@@ -1,0 +1,193 @@
+"""Work session routes: start, stop, the active sessions, one session, and history.
+
+The sessions service owns every rule (one active session per user, versions, who sees
+what); these handlers check the shape of the request and translate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from gateway.errors import HTTPError
+from gateway.openapi import documented
+from gateway.rpc import call, parse_body, peers
+from workpulse.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+
+
+class Body(BaseModel):
+    """Strict JSON shapes; text must be encodable (JSON may carry lone surrogates)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    @field_validator("*")
+    @classmethod
+    def _encodable(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise ValueError("must be valid Unicode text") from None
+        return value
+
+
+class StartBody(Body):
+    project_id: str | None = Field(None, description="a project of your organization")
+
+
+class StopBody(Body):
+    version: int | None = Field(None, ge=0, le=2**63 - 1, description="the version you saw; 409 if it changed")
+
+
+def sessions_stub(request: Request) -> sessions_pb2_grpc.SessionsServiceAsyncStub:
+    stub: sessions_pb2_grpc.SessionsServiceAsyncStub = peers(request).stub(
+        "sessions", sessions_pb2_grpc.SessionsServiceStub
+    )
+    return stub
+
+
+def iso(stamp: Timestamp, present: bool = True) -> str | None:
+    if not present:
+        return None
+    return stamp.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+
+def session_json(session: sessions_pb2.Session) -> dict[str, Any]:
+    """The original's session object, field for field."""
+    return {
+        "id": session.id,
+        "user_id": session.user_id,
+        "organization_id": session.organization_id,
+        "project_id": session.project_id or None,
+        "start_time": iso(session.start_time),
+        "end_time": iso(session.end_time, session.HasField("end_time")),
+        "status": session.status,
+        "total_active_seconds": session.total_active_seconds,
+        "total_idle_seconds": session.total_idle_seconds,
+        "last_activity_at": iso(session.last_activity_at, session.HasField("last_activity_at")),
+        "version": session.version,
+    }
+
+
+def path_id(request: Request, name: str) -> str:
+    """A UUID path parameter; 400 naming it otherwise (never a 500, never a lookup)."""
+    raw = request.path_params[name]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise HTTPError(400, f"{name}: must be a UUID") from None
+
+
+def _query_id(request: Request, name: str) -> str:
+    raw = request.query_params.get(name, "")
+    if not raw:
+        return ""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise HTTPError(400, f"{name}: must be a UUID") from None
+
+
+def _query_instant(request: Request, name: str) -> Timestamp | None:
+    """An ISO 8601 instant or date (midnight UTC); naive times are UTC."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPError(400, f"{name}: must be an ISO 8601 date or date-time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    if not 1 <= parsed.year <= 9999 or parsed.astimezone(UTC).year > 9999:
+        raise HTTPError(400, f"{name}: out of range")
+    stamp = Timestamp()
+    stamp.FromDatetime(parsed.astimezone(UTC))
+    return stamp
+
+
+def _query_size(request: Request) -> int:
+    raw = request.query_params.get("page_size") or request.query_params.get("limit") or "0"
+    if not (raw.isascii() and raw.isdigit()):
+        raise HTTPError(400, "page_size: must be a whole number")
+    return int(raw) if len(raw) <= 9 else 10**9
+
+
+@documented("Start a work session (one active session per user; 409 names the active one)", body=StartBody, status=201)
+async def start_session(request: Request) -> JSONResponse:
+    body = await parse_body(request, StartBody)
+    if body.project_id is not None:
+        try:
+            project_id = str(uuid.UUID(body.project_id))
+        except ValueError:
+            raise HTTPError(400, "project_id: must be a UUID") from None
+    else:
+        project_id = ""
+    reply = await call(
+        request, sessions_stub(request).StartSession, sessions_pb2.StartSessionRequest(project_id=project_id)
+    )
+    return JSONResponse(session_json(reply.session), status_code=201)
+
+
+@documented("Stop a session (owner, manager, admin); optional expected version", body=StopBody, errors=(400, 404, 409))
+async def stop_session(request: Request) -> JSONResponse:
+    session_id = path_id(request, "session_id")
+    body = await parse_body(request, StopBody)
+    message = sessions_pb2.StopSessionRequest(session_id=session_id)
+    if body.version is not None:
+        message.expected_version = body.version
+    reply = await call(request, sessions_stub(request).StopSession, message)
+    return JSONResponse(session_json(reply.session))
+
+
+@documented("Active sessions: your own (employees) or your organization's (managers, admins)")
+async def active_sessions(request: Request) -> JSONResponse:
+    reply = await call(request, sessions_stub(request).ListActiveSessions, sessions_pb2.ListActiveSessionsRequest())
+    return JSONResponse([session_json(s) for s in reply.sessions])
+
+
+@documented("One session (employees: only their own)")
+async def get_session(request: Request) -> JSONResponse:
+    session_id = path_id(request, "session_id")
+    reply = await call(
+        request, sessions_stub(request).GetSession, sessions_pb2.GetSessionRequest(session_id=session_id)
+    )
+    return JSONResponse(session_json(reply.session))
+
+
+@documented(
+    "Session history, newest first: ?from=&to= (start time, ISO 8601, to exclusive), user_id, project_id, "
+    "status, page_size (1..200, default 50), page_token (from the X-Next-Page-Token header)"
+)
+async def list_sessions(request: Request) -> JSONResponse:
+    status = request.query_params.get("status", "")
+    if status not in ("", "active", "stopped"):
+        raise HTTPError(400, "status: must be 'active' or 'stopped'")
+    message = sessions_pb2.ListSessionsRequest(
+        user_id=_query_id(request, "user_id"),
+        project_id=_query_id(request, "project_id"),
+        started_from=_query_instant(request, "from"),
+        started_before=_query_instant(request, "to"),
+        status=status,
+        page_size=_query_size(request),
+        page_token=request.query_params.get("page_token", ""),
+    )
+    reply = await call(request, sessions_stub(request).ListSessions, message)
+    headers = {"X-Next-Page-Token": reply.next_page_token} if reply.next_page_token else {}
+    return JSONResponse([session_json(s) for s in reply.sessions], headers=headers)
+
+
+routes: list[BaseRoute] = [
+    Route("/sessions/start", start_session, methods=["POST"]),
+    Route("/sessions/active", active_sessions, methods=["GET"]),
+    Route("/sessions", list_sessions, methods=["GET"]),
+    Route("/sessions/{session_id}/stop", stop_session, methods=["POST"]),
+    Route("/sessions/{session_id}", get_session, methods=["GET"]),
+]
