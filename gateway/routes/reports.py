@@ -1,0 +1,252 @@
+"""Reports and alerts: daily summaries, a user's range report, alerts and their
+acknowledgement, alert thresholds, and a CSV export of an organization's summaries.
+
+The scheduler service owns every rule (who sees what, date parsing, ranges); these
+handlers translate query strings and pack the original's snake_case bodies.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from gateway.errors import HTTPError
+from gateway.openapi import documented
+from gateway.rpc import call, http_error_of, outgoing_metadata, parse_body, peers
+from workpulse.scheduler.v1 import scheduler_pb2 as pb
+from workpulse.scheduler.v1 import scheduler_pb2_grpc
+
+ALERT_TYPE_NAME = {pb.ALERT_TYPE_INACTIVE: "INACTIVE_ALERT", pb.ALERT_TYPE_OVERTIME: "OVERTIME_ALERT"}
+ALERT_TYPE_WIRE = {name: wire for wire, name in ALERT_TYPE_NAME.items()}
+CSV_COLUMNS = (
+    "date",
+    "user_id",
+    "timezone",
+    "total_work_seconds",
+    "active_seconds",
+    "idle_seconds",
+    "productivity_score",
+    "sessions_count",
+    "top_apps",
+)
+
+
+class SettingsBody(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    idle_minutes: int = Field(ge=1, le=1440, description="minutes without activity before an INACTIVE_ALERT")
+    overtime_hours: float = Field(gt=0, le=24, description="hours of work in a local day before an OVERTIME_ALERT")
+
+
+def _stub(request: Request) -> scheduler_pb2_grpc.SchedulerServiceAsyncStub:
+    stub: scheduler_pb2_grpc.SchedulerServiceAsyncStub = peers(request).stub(
+        "scheduler", scheduler_pb2_grpc.SchedulerServiceStub
+    )
+    return stub
+
+
+def _iso(stamp: Timestamp, present: bool) -> str | None:
+    return stamp.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z") if present else None
+
+
+def _id(raw: str, name: str) -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise HTTPError(400, f"{name}: must be a UUID") from None
+
+
+def _query_id(request: Request, name: str) -> str:
+    raw = request.query_params.get(name, "")
+    return _id(raw, name) if raw else ""
+
+
+def summary_json(s: pb.DailySummary) -> dict[str, Any]:
+    """The original's daily summary, field for field."""
+    return {
+        "user_id": s.user_id,
+        "date": s.date,
+        "total_work_seconds": s.total_work_seconds,
+        "active_seconds": s.active_seconds,
+        "idle_seconds": s.idle_seconds,
+        "productivity_score": s.productivity_score,
+        "sessions_count": s.sessions_count,
+    }
+
+
+def alert_json(a: pb.Alert) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "organization_id": a.organization_id,
+        "user_id": a.user_id,
+        "session_id": a.session_id or None,
+        "type": ALERT_TYPE_NAME.get(a.type),
+        "message": a.message,
+        "alert_date": a.alert_date,
+        "created_at": _iso(a.created_at, a.HasField("created_at")),
+        "resolved_at": _iso(a.resolved_at, a.HasField("resolved_at")),
+        "acknowledged_by": a.acknowledged_by or None,
+        "acknowledged_at": _iso(a.acknowledged_at, a.HasField("acknowledged_at")),
+        "idle_minutes": a.idle_minutes if a.type == pb.ALERT_TYPE_INACTIVE else None,
+        "work_hours": a.work_hours if a.type == pb.ALERT_TYPE_OVERTIME else None,
+    }
+
+
+@documented("One user's daily summary; ?date=YYYY-MM-DD&userId= (employees: only themselves)")
+async def daily(request: Request) -> JSONResponse:
+    reply = await call(
+        request,
+        _stub(request).GetDailySummary,
+        pb.GetDailySummaryRequest(user_id=_query_id(request, "userId"), date=request.query_params.get("date", "")),
+    )
+    return JSONResponse(summary_json(reply.summary))
+
+
+@documented("One user's summaries over ?startDate=&endDate= (inclusive, at most 366 days)")
+async def user_report(request: Request) -> JSONResponse:
+    q = request.query_params
+    reply = await call(
+        request,
+        _stub(request).GetUserReport,
+        pb.GetUserReportRequest(
+            user_id=_id(request.path_params["user_id"], "userId"),
+            start_date=q.get("startDate", ""),
+            end_date=q.get("endDate", ""),
+        ),
+    )
+    return JSONResponse(
+        {
+            "user_id": reply.user_id,
+            "start_date": reply.start_date,
+            "end_date": reply.end_date,
+            "total_work_seconds": reply.total_work_seconds,
+            "total_active_seconds": reply.total_active_seconds,
+            "total_idle_seconds": reply.total_idle_seconds,
+            "average_productivity_score": reply.average_productivity_score,
+            "days_worked": reply.days_worked,
+            "daily_summaries": [summary_json(s) for s in reply.daily_summaries],
+        }
+    )
+
+
+def _alert_filter(request: Request) -> pb.ListAlertsRequest:
+    q = request.query_params
+    kind = q.get("type", "")
+    if kind and kind not in ALERT_TYPE_WIRE:
+        raise HTTPError(400, "type: must be INACTIVE_ALERT or OVERTIME_ALERT")
+    acknowledged = q.get("acknowledged")
+    if acknowledged not in (None, "", "true", "false"):
+        raise HTTPError(400, "acknowledged: must be true or false")
+    size = q.get("pageSize") or q.get("page_size") or "0"
+    if not (size.isascii() and size.isdigit()) or len(size) > 4:
+        raise HTTPError(400, "pageSize: must be a whole number up to 500")
+    message = pb.ListAlertsRequest(
+        user_id=_query_id(request, "userId"),
+        type=ALERT_TYPE_WIRE.get(kind, pb.ALERT_TYPE_UNSPECIFIED),
+        start_date=q.get("startDate", ""),
+        end_date=q.get("endDate", ""),
+        page_size=int(size),
+        page_token=q.get("pageToken") or q.get("page_token") or "",
+    )
+    if acknowledged:
+        message.acknowledged = acknowledged == "true"
+    return message
+
+
+@documented("Alerts, newest first; ?userId=&type=&acknowledged=&startDate=&endDate=&pageSize=&pageToken=")
+async def list_alerts(request: Request) -> JSONResponse:
+    reply = await call(request, _stub(request).ListAlerts, _alert_filter(request))
+    return JSONResponse(
+        {"alerts": [alert_json(a) for a in reply.alerts], "next_page_token": reply.next_page_token or None}
+    )
+
+
+@documented("Acknowledge an alert (managers and admins; employees their own); idempotent")
+async def acknowledge(request: Request) -> JSONResponse:
+    alert_id = _id(request.path_params["alert_id"], "id")
+    reply = await call(request, _stub(request).AcknowledgeAlert, pb.AcknowledgeAlertRequest(alert_id=alert_id))
+    return JSONResponse(alert_json(reply.alert))
+
+
+def _settings_json(s: pb.AlertSettings) -> dict[str, Any]:
+    return {"organization_id": s.organization_id, "idle_minutes": s.idle_minutes, "overtime_hours": s.overtime_hours}
+
+
+@documented("The organization's alert thresholds")
+async def get_settings(request: Request) -> JSONResponse:
+    reply = await call(request, _stub(request).GetAlertSettings, pb.GetAlertSettingsRequest())
+    return JSONResponse(_settings_json(reply.settings))
+
+
+@documented("Change the organization's alert thresholds (admins)", body=SettingsBody, errors=(400, 401, 403))
+async def put_settings(request: Request) -> JSONResponse:
+    body = await parse_body(request, SettingsBody)
+    reply = await call(
+        request,
+        _stub(request).UpdateAlertSettings,
+        pb.UpdateAlertSettingsRequest(idle_minutes=body.idle_minutes, overtime_hours=body.overtime_hours),
+    )
+    return JSONResponse(_settings_json(reply.settings))
+
+
+def _csv_rows(summaries: Any) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    for s in summaries:
+        apps = ";".join(f"{a.app_name}={a.active_seconds}" for a in s.top_apps)
+        score = f"{s.productivity_score:.2f}"
+        row = [s.date, s.user_id, s.timezone, s.total_work_seconds, s.active_seconds, s.idle_seconds]
+        writer.writerow([*row, score, s.sessions_count, apps])
+    return out.getvalue()
+
+
+@documented("The organization's daily summaries as CSV; ?startDate=&endDate=&userId= (managers and admins)")
+async def export_csv(request: Request) -> StreamingResponse:
+    q = request.query_params
+    message = pb.ExportSummariesRequest(
+        start_date=q.get("startDate", ""), end_date=q.get("endDate", ""), user_id=_query_id(request, "userId")
+    )
+    stream = _stub(request).ExportSummaries(
+        message, metadata=outgoing_metadata(request), timeout=peers(request).timeout
+    )
+    # The first message (or error) arrives before the response starts, so bad input and
+    # forbidden callers get their 4xx instead of a truncated 200.
+    try:
+        first = await stream.read()
+    except grpc.aio.AioRpcError as exc:
+        raise http_error_of(exc) from None
+
+    async def body() -> AsyncIterator[str]:
+        yield ",".join(CSV_COLUMNS) + "\r\n"
+        if not isinstance(first, pb.ExportSummariesResponse):
+            return
+        yield _csv_rows(first.summaries)
+        async for more in stream:
+            yield _csv_rows(more.summaries)
+
+    name = f"summaries_{message.start_date}_{message.end_date}.csv"
+    return StreamingResponse(
+        body(), media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+routes: list[BaseRoute] = [
+    Route("/reports/daily", daily, methods=["GET"]),
+    Route("/reports/user/{user_id}", user_report, methods=["GET"]),
+    Route("/reports/export.csv", export_csv, methods=["GET"]),
+    Route("/alerts", list_alerts, methods=["GET"]),
+    Route("/alerts/settings", get_settings, methods=["GET"]),
+    Route("/alerts/settings", put_settings, methods=["PUT"]),
+    Route("/alerts/{alert_id}/acknowledge", acknowledge, methods=["POST"]),
+]

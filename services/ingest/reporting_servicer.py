@@ -1,0 +1,144 @@
+"""IngestReportingService: the scheduler's cross-tenant, set-based reads of activity logs
+and the partition maintenance it drives.
+
+Service identities only; one SQL statement per RPC on the maintenance engine, streamed
+back in batches. Owned by the scheduler work (issue 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from workpulse.errors import InvalidArgument, PermissionDenied
+from workpulse.grpc_server import Servicer
+from workpulse.ingest.v1 import ingest_reporting_pb2 as pb
+from workpulse.ingest.v1 import ingest_reporting_pb2_grpc
+from workpulse.interceptors import principal
+
+Context = grpc.aio.ServicerContext[Any, Any]
+SERVICE_NAME = "workpulse.ingest.v1.IngestReportingService"
+DEFAULT_BATCH = 2000
+DEFAULT_TOP_APPS = 5
+MAX_WINDOWS = 20000
+
+# One pass over the events of the windows (the bounds let PostgreSQL prune partitions):
+# per (window, app) sums, then per window the totals and the top apps by active seconds.
+_ACTIVITY_TOTALS = """
+with w as (
+    select * from unnest(cast(:orgs as uuid[]), cast(:users as uuid[]),
+                         cast(:starts as timestamptz[]), cast(:ends as timestamptz[])) as w(org, usr, ws, we)
+), per_app as (
+    select w.org, w.usr, w.ws, a.app_name,
+           coalesce(sum(a.duration_seconds) filter (where a.activity_type = 'active'), 0) as active,
+           coalesce(sum(a.duration_seconds) filter (where a.activity_type = 'idle'), 0) as idle
+    from w
+    join ingest.activity_logs a
+      on a.organization_id = w.org and a.user_id = w.usr and a."timestamp" >= w.ws and a."timestamp" < w.we
+    where a."timestamp" >= :lower and a."timestamp" < :upper
+    group by w.org, w.usr, w.ws, a.app_name
+)
+select org::text, usr::text, ws, sum(active)::bigint, sum(idle)::bigint,
+       (array_agg(app_name order by active desc, app_name) filter (where app_name <> '' and active > 0))[1:(:top)],
+       (array_agg(active order by active desc, app_name) filter (where app_name <> '' and active > 0))[1:(:top)]
+from per_app
+group by org, usr, ws
+"""
+
+
+def _require_service() -> None:
+    if not principal().is_service:
+        raise PermissionDenied("reporting is for services only")
+
+
+def _dt(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def _ts(moment: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(moment)
+    return ts
+
+
+class IngestReportingServicer(ingest_reporting_pb2_grpc.IngestReportingServiceServicer):
+    def __init__(self, maintenance: AsyncEngine) -> None:
+        self._engine = maintenance
+
+    async def StreamActivityTotals(
+        self, request: pb.StreamActivityTotalsRequest, context: Context
+    ) -> AsyncIterator[pb.StreamActivityTotalsResponse]:
+        _require_service()
+        if len(request.windows) > MAX_WINDOWS:
+            raise InvalidArgument(f"at most {MAX_WINDOWS} windows per call", field="windows")
+        if not request.windows:
+            return
+        starts = [_dt(w.start) for w in request.windows]
+        ends = [_dt(w.end) for w in request.windows]
+        params = {
+            "orgs": [w.organization_id for w in request.windows],
+            "users": [w.user_id for w in request.windows],
+            "starts": starts,
+            "ends": ends,
+            "lower": min(starts),
+            "upper": max(ends),
+            "top": request.top_apps or DEFAULT_TOP_APPS,
+        }
+        async with self._engine.connect() as conn:
+            result = await conn.stream(text(_ACTIVITY_TOTALS), params)
+            async for rows in result.partitions(request.batch_size or DEFAULT_BATCH):
+                yield pb.StreamActivityTotalsResponse(
+                    totals=[
+                        pb.ActivityTotal(
+                            organization_id=org,
+                            user_id=user,
+                            window_start=_ts(start),
+                            active_seconds=active,
+                            idle_seconds=idle,
+                            top_apps=[
+                                pb.AppUsage(app_name=name, active_seconds=secs)
+                                for name, secs in zip(apps or [], seconds or [], strict=True)
+                            ],
+                        )
+                        for org, user, start, active, idle, apps, seconds in rows
+                    ]
+                )
+
+    async def EnsurePartitions(
+        self, request: pb.EnsurePartitionsRequest, context: Context
+    ) -> pb.EnsurePartitionsResponse:
+        _require_service()
+        if not 0 <= request.days_ahead <= 366:
+            raise InvalidArgument("days_ahead must be between 0 and 366", field="days_ahead")
+        if request.retention_days < 0:
+            raise InvalidArgument("retention_days must not be negative", field="retention_days")
+        today = (_dt(request.as_of) if request.HasField("as_of") else datetime.now(UTC)).date()
+        async with self._engine.begin() as conn:
+            created = (
+                await conn.execute(
+                    text("select ingest.ensure_activity_partitions(:first, :last)"),
+                    {"first": today, "last": today + timedelta(days=request.days_ahead)},
+                )
+            ).scalars()
+            created_names = [str(c) for c in created]
+            dropped_names: list[str] = []
+            if request.retention_days > 0:
+                dropped = await conn.execute(
+                    text("select ingest.drop_activity_partitions_before(:cutoff)"),
+                    {"cutoff": today - timedelta(days=request.retention_days)},
+                )
+                dropped_names = [str(d) for d in dropped.scalars()]
+        return pb.EnsurePartitionsResponse(created=created_names, dropped=dropped_names)
+
+
+def reporting_servicer(maintenance: AsyncEngine) -> Servicer:
+    """The servicer to mount on the ingest server."""
+    servicer = IngestReportingServicer(maintenance)
+    add = ingest_reporting_pb2_grpc.add_IngestReportingServiceServicer_to_server
+    return Servicer(SERVICE_NAME, lambda server: add(servicer, server))

@@ -1,0 +1,192 @@
+"""The scheduler's view of its peers: auth (time zones), sessions (work time, idle sessions)
+and ingest (activity totals, partitions), all through their reporting stubs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.scheduler.domain import (
+    ActivityTotal,
+    AppUsage,
+    IdleSession,
+    Thresholds,
+    UserWindow,
+    UserZone,
+    WorkTotal,
+)
+from workpulse.auth.v1 import auth_reporting_pb2, auth_reporting_pb2_grpc
+from workpulse.ingest.v1 import ingest_reporting_pb2, ingest_reporting_pb2_grpc
+from workpulse.sessions.v1 import sessions_reporting_pb2, sessions_reporting_pb2_grpc
+
+T = TypeVar("T")
+
+# Windows per request: keeps each request far below the 8 MiB message limit.
+WINDOWS_PER_CALL = 5000
+
+
+class Peers(Protocol):
+    async def user_zones(self, *, refresh: bool = False) -> list[UserZone]: ...
+    async def zone_of(self, organization_id: str, user_id: str) -> str | None: ...
+    async def work_totals(self, windows: Sequence[UserWindow], as_of: datetime) -> list[WorkTotal]: ...
+    async def activity_totals(self, windows: Sequence[UserWindow], top_apps: int) -> list[ActivityTotal]: ...
+    async def idle_sessions(
+        self, as_of: datetime, default: Thresholds, by_org: dict[str, Thresholds]
+    ) -> list[IdleSession]: ...
+    async def ensure_partitions(
+        self, as_of: datetime, days_ahead: int, retention_days: int
+    ) -> tuple[list[str], list[str]]: ...
+
+
+def _ts(moment: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(moment.astimezone(UTC))
+    return ts
+
+
+def _dt(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+class GrpcPeers:
+    """Implements :class:`Peers` over gRPC channels created by the composition root. Time
+    zones are cached for ``zone_ttl`` seconds: they change rarely and the idle check runs
+    every minute."""
+
+    def __init__(
+        self,
+        auth: grpc.aio.Channel,
+        sessions: grpc.aio.Channel,
+        ingest: grpc.aio.Channel,
+        *,
+        zone_ttl: float = 300.0,
+        timeout: float = 120.0,
+    ) -> None:
+        self._auth = auth_reporting_pb2_grpc.AuthReportingServiceStub(auth)
+        self._sessions = sessions_reporting_pb2_grpc.SessionsReportingServiceStub(sessions)
+        self._ingest = ingest_reporting_pb2_grpc.IngestReportingServiceStub(ingest)
+        self._zone_ttl = zone_ttl
+        self._timeout = timeout
+        self._zones: list[UserZone] = []
+        self._index: dict[tuple[str, str], str] = {}
+        self._zones_at = -float("inf")
+        self._zones_lock = asyncio.Lock()
+
+    async def user_zones(self, *, refresh: bool = False) -> list[UserZone]:
+        async with self._zones_lock:
+            if refresh or time.monotonic() - self._zones_at > self._zone_ttl:
+                found: list[UserZone] = []
+                call = self._auth.StreamUserZones(auth_reporting_pb2.StreamUserZonesRequest(), timeout=self._timeout)
+                async for reply in call:
+                    found.extend(
+                        UserZone.effective(u.organization_id, u.user_id, u.user_timezone, u.organization_timezone)
+                        for u in reply.users
+                    )
+                self._zones, self._zones_at = found, time.monotonic()
+                self._index = {(z.organization_id, z.user_id): z.timezone for z in found}
+            return self._zones
+
+    async def zone_of(self, organization_id: str, user_id: str) -> str | None:
+        """The user's zone, or None when auth knows no such user in that organization. A
+        miss refreshes the cache at most once a second (new users appear promptly)."""
+        await self.user_zones()
+        found = self._index.get((organization_id, user_id))
+        if found is None and time.monotonic() - self._zones_at > 1.0:
+            await self.user_zones(refresh=True)
+            found = self._index.get((organization_id, user_id))
+        return found
+
+    async def work_totals(self, windows: Sequence[UserWindow], as_of: datetime) -> list[WorkTotal]:
+        async def one(chunk: Sequence[UserWindow]) -> list[WorkTotal]:
+            request = sessions_reporting_pb2.StreamWorkTotalsRequest(
+                windows=[
+                    sessions_reporting_pb2.UserWindow(
+                        organization_id=w.organization_id, user_id=w.user_id, start=_ts(w.start), end=_ts(w.end)
+                    )
+                    for w in chunk
+                ],
+                as_of=_ts(as_of),
+            )
+            found: list[WorkTotal] = []
+            async for reply in self._sessions.StreamWorkTotals(request, timeout=self._timeout):
+                found.extend(
+                    WorkTotal(t.organization_id, t.user_id, _dt(t.window_start), t.worked_seconds, t.sessions_count)
+                    for t in reply.totals
+                )
+            return found
+
+        return await _chunked(windows, one)
+
+    async def activity_totals(self, windows: Sequence[UserWindow], top_apps: int) -> list[ActivityTotal]:
+        async def one(chunk: Sequence[UserWindow]) -> list[ActivityTotal]:
+            request = ingest_reporting_pb2.StreamActivityTotalsRequest(
+                windows=[
+                    ingest_reporting_pb2.UserWindow(
+                        organization_id=w.organization_id, user_id=w.user_id, start=_ts(w.start), end=_ts(w.end)
+                    )
+                    for w in chunk
+                ],
+                top_apps=top_apps,
+            )
+            found: list[ActivityTotal] = []
+            async for reply in self._ingest.StreamActivityTotals(request, timeout=self._timeout):
+                found.extend(
+                    ActivityTotal(
+                        t.organization_id,
+                        t.user_id,
+                        _dt(t.window_start),
+                        t.active_seconds,
+                        t.idle_seconds,
+                        tuple(AppUsage(a.app_name, a.active_seconds) for a in t.top_apps),
+                    )
+                    for t in reply.totals
+                )
+            return found
+
+        return await _chunked(windows, one)
+
+    async def idle_sessions(
+        self, as_of: datetime, default: Thresholds, by_org: dict[str, Thresholds]
+    ) -> list[IdleSession]:
+        request = sessions_reporting_pb2.StreamIdleSessionsRequest(
+            as_of=_ts(as_of),
+            default_idle_minutes=default.idle_minutes,
+            thresholds=[
+                sessions_reporting_pb2.IdleThreshold(organization_id=org, idle_minutes=t.idle_minutes)
+                for org, t in by_org.items()
+            ],
+        )
+        found: list[IdleSession] = []
+        async for reply in self._sessions.StreamIdleSessions(request, timeout=self._timeout):
+            found.extend(
+                IdleSession(s.organization_id, s.user_id, s.session_id, _dt(s.last_seen_at), s.idle_seconds)
+                for s in reply.sessions
+            )
+        return found
+
+    async def ensure_partitions(
+        self, as_of: datetime, days_ahead: int, retention_days: int
+    ) -> tuple[list[str], list[str]]:
+        reply = await self._ingest.EnsurePartitions(
+            ingest_reporting_pb2.EnsurePartitionsRequest(
+                as_of=_ts(as_of), days_ahead=days_ahead, retention_days=retention_days
+            ),
+            timeout=self._timeout,
+        )
+        return list(reply.created), list(reply.dropped)
+
+
+async def _chunked(
+    windows: Sequence[UserWindow], call: Callable[[Sequence[UserWindow]], Awaitable[list[T]]]
+) -> list[T]:
+    chunks = [windows[i : i + WINDOWS_PER_CALL] for i in range(0, len(windows), WINDOWS_PER_CALL)]
+    found: list[T] = []
+    for part in await asyncio.gather(*(call(c) for c in chunks)):
+        found.extend(part)
+    return found

@@ -1,0 +1,139 @@
+"""SessionsReportingService: the scheduler's cross-tenant, set-based reads of work sessions.
+
+Service identities only. Each RPC is one SQL statement over this service's own tables on
+the maintenance engine, streamed back in batches. Owned by the scheduler work (issue 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from workpulse.errors import InvalidArgument, PermissionDenied
+from workpulse.grpc_server import Servicer
+from workpulse.interceptors import principal
+from workpulse.sessions.v1 import sessions_reporting_pb2 as pb
+from workpulse.sessions.v1 import sessions_reporting_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+SERVICE_NAME = "workpulse.sessions.v1.SessionsReportingService"
+DEFAULT_BATCH = 2000
+MAX_WINDOWS = 20000
+
+# Seconds of each overlapping session inside the window (an active session, and any
+# session, ends at as_of at the latest), floored per session; one row per window.
+_WORK_TOTALS = """
+with w as (
+    select * from unnest(cast(:orgs as uuid[]), cast(:users as uuid[]),
+                         cast(:starts as timestamptz[]), cast(:ends as timestamptz[])) as w(org, usr, ws, we)
+)
+select w.org::text, w.usr::text, w.ws,
+       sum(floor(extract(epoch from least(coalesce(s.end_time, :as_of), :as_of, w.we) - greatest(s.start_time, w.ws))))
+           ::bigint,
+       count(*)::int
+from w
+join sessions.work_sessions s
+  on s.organization_id = w.org and s.user_id = w.usr
+ and s.start_time < least(w.we, :as_of) and coalesce(s.end_time, :as_of) > w.ws
+group by w.org, w.usr, w.ws
+"""
+
+_IDLE_SESSIONS = """
+with t as (
+    select * from unnest(cast(:orgs as uuid[]), cast(:minutes as int[])) as t(org, idle_minutes)
+)
+select s.organization_id::text, s.user_id::text, s.id::text, coalesce(s.last_activity_at, s.start_time),
+       floor(extract(epoch from :as_of - coalesce(s.last_activity_at, s.start_time)))::bigint
+from sessions.work_sessions s
+left join t on t.org = s.organization_id
+where s.status = 'active' and s.start_time <= :as_of
+  and coalesce(s.last_activity_at, s.start_time)
+      <= :as_of - make_interval(mins => coalesce(t.idle_minutes, :default_minutes))
+"""
+
+
+def _require_service() -> None:
+    if not principal().is_service:
+        raise PermissionDenied("reporting is for services only")
+
+
+def _dt(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def _ts(moment: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(moment)
+    return ts
+
+
+class SessionsReportingServicer(sessions_reporting_pb2_grpc.SessionsReportingServiceServicer):
+    def __init__(self, maintenance: AsyncEngine) -> None:
+        self._engine = maintenance
+
+    async def StreamWorkTotals(
+        self, request: pb.StreamWorkTotalsRequest, context: Context
+    ) -> AsyncIterator[pb.StreamWorkTotalsResponse]:
+        _require_service()
+        if len(request.windows) > MAX_WINDOWS:
+            raise InvalidArgument(f"at most {MAX_WINDOWS} windows per call", field="windows")
+        as_of = _dt(request.as_of) if request.HasField("as_of") else datetime.now(UTC)
+        params = {
+            "orgs": [w.organization_id for w in request.windows],
+            "users": [w.user_id for w in request.windows],
+            "starts": [_dt(w.start) for w in request.windows],
+            "ends": [_dt(w.end) for w in request.windows],
+            "as_of": as_of,
+        }
+        async with self._engine.connect() as conn:
+            result = await conn.stream(text(_WORK_TOTALS), params)
+            async for rows in result.partitions(request.batch_size or DEFAULT_BATCH):
+                yield pb.StreamWorkTotalsResponse(
+                    totals=[
+                        pb.WorkTotal(
+                            organization_id=org,
+                            user_id=user,
+                            window_start=_ts(start),
+                            worked_seconds=worked,
+                            sessions_count=count,
+                        )
+                        for org, user, start, worked, count in rows
+                    ]
+                )
+
+    async def StreamIdleSessions(
+        self, request: pb.StreamIdleSessionsRequest, context: Context
+    ) -> AsyncIterator[pb.StreamIdleSessionsResponse]:
+        _require_service()
+        if request.default_idle_minutes <= 0:
+            raise InvalidArgument("default_idle_minutes must be positive", field="default_idle_minutes")
+        params = {
+            "orgs": [t.organization_id for t in request.thresholds],
+            "minutes": [t.idle_minutes for t in request.thresholds],
+            "default_minutes": request.default_idle_minutes,
+            "as_of": _dt(request.as_of) if request.HasField("as_of") else datetime.now(UTC),
+        }
+        async with self._engine.connect() as conn:
+            result = await conn.stream(text(_IDLE_SESSIONS), params)
+            async for rows in result.partitions(request.batch_size or DEFAULT_BATCH):
+                yield pb.StreamIdleSessionsResponse(
+                    sessions=[
+                        pb.IdleSession(
+                            organization_id=org, user_id=user, session_id=sid, last_seen_at=_ts(seen), idle_seconds=idle
+                        )
+                        for org, user, sid, seen, idle in rows
+                    ]
+                )
+
+
+def reporting_servicer(maintenance: AsyncEngine) -> Servicer:
+    """The servicer to mount on the sessions server (see ``contributed_servicers``)."""
+    servicer = SessionsReportingServicer(maintenance)
+    add = sessions_reporting_pb2_grpc.add_SessionsReportingServiceServicer_to_server
+    return Servicer(SERVICE_NAME, lambda server: add(servicer, server))
