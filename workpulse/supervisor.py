@@ -47,6 +47,8 @@ class ProcessSpec:
 PROCESSES: tuple[ProcessSpec, ...] = (
     ProcessSpec("auth", "services.auth", 50051),
     ProcessSpec("sessions", "services.sessions", 50052),
+    ProcessSpec("realtime", "services.realtime", 50054),
+    ProcessSpec("ingest", "services.ingest", 50053),
     ProcessSpec("gateway", "gateway", 3000, http=True),
 )
 

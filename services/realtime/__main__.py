@@ -1,0 +1,3 @@
+from services.realtime.main import main
+
+main()

@@ -1,0 +1,92 @@
+"""Composition root of the realtime service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import grpc
+from pydantic import Field
+
+from services.realtime.hub import EventHub
+from services.realtime.presence import PresenceStore, PresenceTracker
+from services.realtime.servicer import RealtimeServicer
+from services.realtime.stream import EventStream
+from services.realtime.use_cases import Realtime
+from workpulse import redisconn, runtime
+from workpulse.grpc_server import RunningServer, Servicer, build_server, serve
+from workpulse.realtime.v1 import realtime_pb2_grpc
+from workpulse.settings import GrpcServiceSettings, load
+
+SERVICE_NAME = "workpulse.realtime.v1.RealtimeService"
+
+
+class Settings(GrpcServiceSettings):
+    lease_seconds: float = Field(15.0, gt=0, description="a connection's presence lapses this long after its heartbeat")
+    heartbeat_seconds: float = Field(5.0, gt=0, description="how often live connections renew their lease")
+    reconnect_grace_seconds: float = Field(5.0, ge=0, description="a reconnect within this time causes no flap")
+    presence_sweep_seconds: float = Field(1.0, gt=0, description="how often lapsed leases are expired")
+    keepalive_seconds: float = Field(15.0, gt=0, description="idle streams get a keepalive this often")
+    subscriber_queue: int = Field(1024, ge=1, description="events buffered per subscriber before it must resync")
+    replay_limit: int = Field(10_000, ge=1, description="most stream entries a resume replays before resync")
+    events_maxlen: int = Field(100_000, ge=1000, description="approximate length cap of the events stream")
+    events_retention_seconds: float = Field(24 * 3600, gt=0, description="events older than this are trimmed")
+
+
+async def _retention(stream: EventStream, seconds: float) -> None:
+    while True:
+        with contextlib.suppress(Exception):
+            await stream.trim_older_than(seconds)
+        await asyncio.sleep(min(60.0, seconds / 10))
+
+
+async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitable[None]]]:
+    client = redisconn.create_client(settings.redis_url)
+    keys = redisconn.Keys(settings.redis_prefix)
+    stream = EventStream(client, keys)
+    store = PresenceStore(client, keys, maxlen=settings.events_maxlen)
+    tracker = PresenceTracker(
+        store,
+        lease_seconds=settings.lease_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        grace_seconds=settings.reconnect_grace_seconds,
+        sweep_seconds=settings.presence_sweep_seconds,
+    )
+    hub = EventHub(stream, queue_capacity=settings.subscriber_queue, observers=[store.observe])
+    rt = Realtime(hub, tracker, settings.keepalive_seconds, settings.replay_limit)
+    tasks = [
+        asyncio.create_task(hub.run(), name="events-reader"),
+        asyncio.create_task(tracker.run(), name="presence"),
+        asyncio.create_task(_retention(stream, settings.events_retention_seconds), name="retention"),
+    ]
+    servicer = RealtimeServicer(rt)
+
+    def add(server: grpc.aio.Server) -> None:
+        realtime_pb2_grpc.add_RealtimeServiceServicer_to_server(servicer, server)
+
+    running = await build_server(
+        [Servicer(SERVICE_NAME, add)],
+        runtime.token_verifier(settings),
+        host=settings.grpc_host,
+        port=settings.grpc_port,
+    )
+
+    async def cleanup() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.aclose()
+
+    return running, cleanup
+
+
+async def _main(settings: Settings) -> None:
+    running, cleanup = await build(settings)
+    await serve(running, grace=settings.shutdown_grace_seconds, cleanup=cleanup)
+
+
+def main() -> None:
+    settings = load(Settings)
+    runtime.start_process("realtime", settings)
+    asyncio.run(_main(settings))

@@ -1,0 +1,262 @@
+"""Presence in Redis: per-connection leases, a reconnect grace, exactly-once transitions.
+
+A user is online while at least one of their connections holds a lease. Each lease is a
+member ``<user>|<connection>`` of a sorted set scored by its expiry; its holder renews it
+(heartbeat) and releases it when the connection ends. A released user's last lease puts
+them in a pending set for the grace period; a reconnect within it cancels the pending
+offline, so there is no flap. Leases of a crashed replica are never renewed and the sweep
+expires them. Every transition runs in one Lua script that also appends USER_ONLINE or
+USER_OFFLINE to the events stream, so each transition is published exactly once whatever
+the number of replicas; the presence keys share the stream's hash slot for that reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import cast
+
+import redis.asyncio as aioredis
+
+from services.realtime.domain import (
+    INACTIVE_ALERT,
+    SESSION_UPDATE,
+    ActivityState,
+    Event,
+    next_activity,
+    parse_stream_id,
+    presence_payload,
+)
+from workpulse.outbox import events_stream
+from workpulse.redisconn import Keys
+
+logger = logging.getLogger("workpulse.realtime.presence")
+
+# KEYS: leases, counts, online, pending, stream, orgs. ARGV: member, user, org, expiry_ms, maxlen, ts, payload.
+_TOUCH = """
+if redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  redis.call('SADD', KEYS[6], ARGV[3])
+end
+redis.call('ZREM', KEYS[4], ARGV[2])
+if redis.call('HSETNX', KEYS[3], ARGV[2], ARGV[6]) == 1 then
+  return redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'type', 'USER_ONLINE', 'org', ARGV[3],
+    'service', 'realtime', 'ts', ARGV[6], 'data', ARGV[7])
+end
+return false
+"""
+
+# KEYS: leases, counts, pending. ARGV: member, user, offline_deadline_ms.
+_RELEASE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 and redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
+  redis.call('HDEL', KEYS[2], ARGV[2])
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+end
+return 1
+"""
+
+# KEYS: leases, counts, online, pending, stream. ARGV: now_ms, org, maxlen, ts.
+_SWEEP = """
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  redis.call('ZREM', KEYS[1], member)
+  local user = string.sub(member, 1, string.find(member, '|', 1, true) - 1)
+  if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
+    redis.call('HDEL', KEYS[2], user)
+    redis.call('ZADD', KEYS[4], ARGV[1], user)
+  end
+end
+local published = {}
+for _, user in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1])) do
+  redis.call('ZREM', KEYS[4], user)
+  if redis.call('HEXISTS', KEYS[2], user) == 0 and redis.call('HDEL', KEYS[3], user) == 1 then
+    local data = cjson.encode({userId = user, organizationId = ARGV[2], timestamp = ARGV[4]})
+    table.insert(published, redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'type', 'USER_OFFLINE',
+      'org', ARGV[2], 'service', 'realtime', 'ts', ARGV[4], 'data', data))
+  end
+end
+return published
+"""
+
+# KEYS: activity. ARGV: user, event id ms, event id seq, state json. Applies only newer events.
+_ACTIVITY = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  local seen = cjson.decode(current)
+  local ms, seq = tonumber(seen['eventMs']), tonumber(seen['eventSeq'])
+  if ms > tonumber(ARGV[2]) or (ms == tonumber(ARGV[2]) and seq >= tonumber(ARGV[3])) then return 0 end
+end
+local state = cjson.decode(ARGV[4])
+state['eventMs'] = ARGV[2]
+state['eventSeq'] = ARGV[3]
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(state))
+return 1
+"""
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class UserPresence:
+    user_id: str
+    organization_id: str
+    online_since: str
+    connections: int
+    activity: ActivityState
+
+
+class PresenceStore:
+    """The Redis side: leases, transitions and activity, all keyed under the events slot."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, *, maxlen: int) -> None:
+        self._client = client
+        self._keys = keys
+        self._stream = events_stream(keys)
+        self._maxlen = maxlen
+        self._touch = client.register_script(_TOUCH)
+        self._release = client.register_script(_RELEASE)
+        self._sweep = client.register_script(_SWEEP)
+        self._activity = client.register_script(_ACTIVITY)
+
+    def _key(self, org: str, part: str) -> str:
+        return self._keys.key("{events}", "presence", org, part)
+
+    @property
+    def _orgs(self) -> str:
+        return self._keys.key("{events}", "presence", "orgs")
+
+    async def touch(self, org: str, user: str, connection: str, lease_ms: int) -> str | None:
+        """Creates or renews a lease; returns the USER_ONLINE event id when the user came online."""
+        now = int(time.time() * 1000)
+        args = self._touch_args(org, user, connection, now, lease_ms, _iso(now))
+        published = await self._touch(keys=self._touch_keys(org), args=args)
+        return str(published) if published else None
+
+    def _touch_keys(self, org: str) -> list[str]:
+        return [self._key(org, p) for p in ("leases", "counts", "online", "pending")] + [self._stream, self._orgs]
+
+    def _touch_args(self, org: str, user: str, connection: str, now: int, lease_ms: int, ts: str) -> list[str | int]:
+        return [f"{user}|{connection}", user, org, now + lease_ms, self._maxlen, ts, presence_payload(user, org, ts)]
+
+    async def touch_many(self, leases: Sequence[tuple[str, str, str]], lease_ms: int, chunk: int = 200) -> None:
+        """Renews many leases (org, user, connection) in pipelined round trips."""
+        for start in range(0, len(leases), chunk):
+            now = int(time.time() * 1000)
+            ts = _iso(now)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for org, user, connection in leases[start : start + chunk]:
+                    await self._touch(
+                        keys=self._touch_keys(org),
+                        args=self._touch_args(org, user, connection, now, lease_ms, ts),
+                        client=pipe,
+                    )
+                await pipe.execute()
+
+    async def release(self, org: str, user: str, connection: str, grace_ms: int) -> None:
+        deadline = int(time.time() * 1000) + grace_ms
+        keys = [self._key(org, p) for p in ("leases", "counts", "pending")]
+        await self._release(keys=keys, args=[f"{user}|{connection}", user, deadline])
+
+    async def sweep(self) -> list[str]:
+        """Expires lapsed leases and publishes due offlines in every organization; returns event ids."""
+        now = int(time.time() * 1000)
+        ts = _iso(now)
+        published: list[str] = []
+        for org in sorted(cast(set[str], await self._client.smembers(self._orgs))):
+            keys = [self._key(org, p) for p in ("leases", "counts", "online", "pending")] + [self._stream]
+            published += [str(i) for i in await self._sweep(keys=keys, args=[now, org, self._maxlen, ts])]
+        return published
+
+    async def online(self, org: str, user: str | None = None) -> list[UserPresence]:
+        """Who of ``org`` is online (only ``user`` when given), with connections and activity."""
+        online_key, counts_key, activity_key = (self._key(org, p) for p in ("online", "counts", "activity"))
+        if user is None:
+            since = cast(dict[str, str], await self._client.hgetall(online_key))
+        else:
+            found = cast(str | None, await self._client.hget(online_key, user))
+            since = {user: found} if found else {}
+        users = sorted(since)
+        if not users:
+            return []
+        counts = cast(list[str | None], await self._client.hmget(counts_key, users))
+        states = cast(list[str | None], await self._client.hmget(activity_key, users))
+        return [
+            UserPresence(u, org, since[u], int(c or 0), ActivityState.from_json(s))
+            for u, c, s in zip(users, counts, states, strict=True)
+        ]
+
+    async def observe(self, events: Sequence[Event]) -> None:
+        """Folds session and alert events into each user's activity state (idempotent, in order)."""
+        relevant = [e for e in events if e.type in (SESSION_UPDATE, INACTIVE_ALERT) and e.user_id]
+        if not relevant:
+            return
+        pairs = sorted({(e.organization_id, e.user_id) for e in relevant if e.user_id})
+        raw = cast(
+            list[str | None], await asyncio.gather(*(self._client.hget(self._key(o, "activity"), u) for o, u in pairs))
+        )
+        states = {pair: ActivityState.from_json(r) for pair, r in zip(pairs, raw, strict=True)}
+        latest: dict[tuple[str, str], tuple[Event, ActivityState]] = {}
+        for event in relevant:
+            pair = (event.organization_id, event.user_id or "")
+            changed = next_activity(states[pair], event)
+            if changed is not None:
+                states[pair] = changed
+                latest[pair] = (event, changed)
+        for (org, user), (event, state) in latest.items():
+            ms, seq = parse_stream_id(event.id)
+            await self._activity(keys=[self._key(org, "activity")], args=[user, ms, seq, state.to_json()])
+
+
+class PresenceTracker:
+    """This replica's live connections: renews their leases and sweeps everyone's."""
+
+    def __init__(
+        self,
+        store: PresenceStore,
+        *,
+        lease_seconds: float,
+        heartbeat_seconds: float,
+        grace_seconds: float,
+        sweep_seconds: float,
+    ) -> None:
+        self.store = store
+        self.lease_ms = int(lease_seconds * 1000)
+        self.grace_ms = int(grace_seconds * 1000)
+        self.heartbeat_seconds = heartbeat_seconds
+        self._sweep_seconds = sweep_seconds
+        self._local: dict[str, tuple[str, str]] = {}
+
+    async def join(self, org: str, user: str, connection: str) -> None:
+        self._local[connection] = (org, user)
+        await self.store.touch(org, user, connection, self.lease_ms)
+
+    async def leave(self, connection: str) -> None:
+        found = self._local.pop(connection, None)
+        if found is not None:
+            await self.store.release(found[0], found[1], connection, self.grace_ms)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._every(self.heartbeat_seconds, self._renew, "renewing leases"))
+            group.create_task(self._every(self._sweep_seconds, self.store.sweep, "sweeping presence"))
+
+    async def _renew(self) -> None:
+        await self.store.touch_many(
+            [(org, user, connection) for connection, (org, user) in list(self._local.items())], self.lease_ms
+        )
+
+    @staticmethod
+    async def _every(seconds: float, work: Callable[[], Awaitable[object]], what: str) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await asyncio.wait_for(work(), timeout=max(seconds * 4, 5.0))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("%s failed", what, exc_info=True)

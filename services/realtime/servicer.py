@@ -1,0 +1,107 @@
+"""RealtimeService over gRPC: unpack, call the use case, pack."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.realtime import use_cases
+from services.realtime.domain import Event, Keepalive, Ready, Resync, StreamItem
+from services.realtime.presence import UserPresence
+from services.realtime.use_cases import Realtime
+from workpulse.interceptors import principal
+from workpulse.realtime.v1 import realtime_pb2 as pb
+from workpulse.realtime.v1 import realtime_pb2_grpc as pb_grpc
+
+
+class RealtimeServicer(pb_grpc.RealtimeServiceServicer):
+    def __init__(self, rt: Realtime) -> None:
+        self._rt = rt
+
+    async def Subscribe(self, request: pb.SubscribeRequest, context: object) -> AsyncIterator[pb.SubscribeResponse]:
+        items = use_cases.subscribe(
+            self._rt,
+            principal(),
+            after_id=request.after_id,
+            track_presence=request.track_presence,
+            connection_id=request.connection_id,
+        )
+        async for item in items:
+            yield _pack(item)
+
+    async def GetPresence(self, request: pb.GetPresenceRequest, context: object) -> pb.GetPresenceResponse:
+        users = await use_cases.get_presence(self._rt, principal())
+        return pb.GetPresenceResponse(users=[_presence(u) for u in users])
+
+    async def Heartbeat(self, request: pb.HeartbeatRequest, context: object) -> pb.HeartbeatResponse:
+        await use_cases.heartbeat(
+            self._rt,
+            principal(),
+            connection_id=request.connection_id,
+            user_id=request.user_id,
+            organization_id=request.organization_id,
+        )
+        return pb.HeartbeatResponse(
+            lease_seconds=self._rt.presence.lease_ms // 1000,
+            heartbeat_interval_seconds=max(1, int(self._rt.presence.heartbeat_seconds)),
+        )
+
+    async def Disconnect(self, request: pb.DisconnectRequest, context: object) -> pb.DisconnectResponse:
+        await use_cases.disconnect(
+            self._rt,
+            principal(),
+            connection_id=request.connection_id,
+            user_id=request.user_id,
+            organization_id=request.organization_id,
+        )
+        return pb.DisconnectResponse()
+
+
+def _event(e: Event) -> pb.Event:
+    return pb.Event(
+        id=e.id, type=e.type, organization_id=e.organization_id, timestamp=e.timestamp, data_json=e.data_json
+    )
+
+
+def _pack(item: StreamItem) -> pb.SubscribeResponse:
+    if isinstance(item, Ready):
+        expires = Timestamp(seconds=item.token_expires_at)
+        return pb.SubscribeResponse(
+            ready=pb.Ready(
+                user_id=item.viewer.user_id,
+                organization_id=item.viewer.organization_id,
+                role=item.role,
+                token_expires_at=expires,
+                connection_id=item.connection_id,
+            )
+        )
+    if isinstance(item, Resync):
+        return pb.SubscribeResponse(resync=pb.Resync(reason=item.reason, last_id=item.last_id))
+    if isinstance(item, Keepalive):
+        now = Timestamp()
+        now.GetCurrentTime()
+        return pb.SubscribeResponse(keepalive=now)
+    return pb.SubscribeResponse(events=pb.Events(events=[_event(e) for e in item]))
+
+
+def _timestamp(iso: str | None) -> Timestamp | None:
+    if not iso:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(datetime.fromisoformat(iso))
+    return stamp
+
+
+def _presence(u: UserPresence) -> pb.UserPresence:
+    active = u.activity.active and u.activity.session_id is not None
+    return pb.UserPresence(
+        user_id=u.user_id,
+        organization_id=u.organization_id,
+        activity=pb.ACTIVITY_ACTIVE if active else pb.ACTIVITY_IDLE,
+        session_id=u.activity.session_id or "",
+        online_since=_timestamp(u.online_since),
+        connections=u.connections,
+        last_activity_at=_timestamp(u.activity.last_activity_at),
+    )
