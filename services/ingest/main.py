@@ -1,0 +1,115 @@
+"""Composition root of the ingest service: engines, Redis, the sessions peer, the group
+writer, hand-off redelivery, the events relay and the gRPC server. Nothing connects at
+import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.ingest.handoff import TotalsHandoff
+from services.ingest.limits import RequestBudget
+from services.ingest.partitions import ensure_partitions
+from services.ingest.repository import SCHEMA
+from services.ingest.servicer import SERVICE_NAME, IngestServicer
+from services.ingest.sessions_peer import SessionsPeer
+from services.ingest.use_cases import Ingest
+from services.ingest.writer import ActivityWriter
+from workpulse import runtime
+from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
+from workpulse.grpc_server import RunningServer, Servicer, build_server, channel, serve
+from workpulse.ingest.v1 import ingest_pb2_grpc
+from workpulse.outbox import EVENTS_TOPIC, OutboxRelay, StreamPublisher
+from workpulse.ratelimit import RateLimiter
+from workpulse.redisconn import Keys, create_client
+from workpulse.sessions.v1 import sessions_pb2_grpc
+from workpulse.settings import GrpcServiceSettings, load
+
+
+class Settings(GrpcServiceSettings):
+    sessions_addr: str = Field(description="host:port of the sessions service")
+    ingest_clock_skew_seconds: float = Field(
+        120.0, ge=0, le=3600, description="allowance for agents' clocks at both ends of a session window"
+    )
+    ingest_requests_per_minute: int = Field(6000, ge=1, description="per-user budget of activity requests/batches")
+    ingest_stream_max_in_flight: int = Field(4, ge=1, le=64, description="unacknowledged batches read per stream")
+    ingest_max_concurrent_writes: int = Field(4, ge=1, le=64, description="concurrent group commits per organization")
+    ingest_redeliver_after_seconds: float = Field(3.0, gt=0, description="age of an unconfirmed hand-off to resend")
+    ingest_partition_days_ahead: int = Field(7, ge=1, le=366, description="daily partitions ensured at start-up")
+
+
+def contributed_servicers(maintenance: AsyncEngine) -> list[Servicer]:
+    """Servicers other modules of this service add to the same server (cross-tenant ones
+    get the maintenance engine). The scheduler's reporting servicer registers here."""
+    return []
+
+
+async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitable[None]]]:
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    maintenance = create_engine(settings.database_url, role=MAINTENANCE_ROLE, pool_size=3)
+    today = datetime.now(UTC).date()
+    await ensure_partitions(
+        maintenance, today - timedelta(days=1), today + timedelta(days=settings.ingest_partition_days_ahead)
+    )
+    redis = create_client(settings.redis_url)
+    keys = Keys(settings.redis_prefix)
+    sessions_channel = channel(settings.sessions_addr, identity=runtime.service_identity("ingest", settings))
+    sessions = SessionsPeer(sessions_pb2_grpc.SessionsServiceStub(sessions_channel))
+    uow = UnitOfWork(engine)
+    handoff = TotalsHandoff(uow, maintenance, sessions, redeliver_after_seconds=settings.ingest_redeliver_after_seconds)
+    writer = ActivityWriter(uow, handoff, sessions, max_concurrent=settings.ingest_max_concurrent_writes)
+    ingest = Ingest(
+        sessions=sessions,
+        writer=writer,
+        budget=RequestBudget(RateLimiter(redis), keys, requests_per_minute=settings.ingest_requests_per_minute),
+        clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
+    )
+    servicer = IngestServicer(ingest, max_in_flight=settings.ingest_stream_max_in_flight)
+    add = ingest_pb2_grpc.add_IngestServiceServicer_to_server
+    servicers = [Servicer(SERVICE_NAME, lambda server: add(servicer, server)), *contributed_servicers(maintenance)]
+    relay = OutboxRelay(
+        maintenance, SCHEMA, {EVENTS_TOPIC: StreamPublisher(redis, keys, SCHEMA)}, listen_url=settings.database_url
+    )
+    tasks = [
+        asyncio.create_task(relay.run(), name="ingest-outbox-relay"),
+        asyncio.create_task(handoff.run_redelivery(), name="ingest-handoff-redelivery"),
+        asyncio.create_task(handoff.run_marker(), name="ingest-handoff-marker"),
+    ]
+
+    async def cleanup() -> None:
+        await writer.close()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await handoff.close()
+        await sessions_channel.close()
+        await redis.aclose()
+        await maintenance.dispose()
+        await engine.dispose()
+
+    try:
+        running = await build_server(
+            servicers, runtime.token_verifier(settings), host=settings.grpc_host, port=settings.grpc_port
+        )
+    except BaseException:
+        await cleanup()
+        raise
+    return running, cleanup
+
+
+def main() -> None:
+    settings = load(Settings)
+    runtime.start_process("ingest", settings)
+
+    async def run() -> None:
+        running, cleanup = await build(settings)
+        await serve(running, grace=settings.shutdown_grace_seconds, cleanup=cleanup)
+
+    asyncio.run(run())

@@ -1,0 +1,3 @@
+from workpulse.migrate import run_env
+
+run_env()

@@ -1,0 +1,184 @@
+"""SQL for activity logs and totals hand-offs, on a connection the caller owns (never commits)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.ingest.domain import NewEvent, TotalsDelta
+
+SCHEMA = "ingest"
+TOTALS_TOPIC = "session_totals"
+TOTALS_EVENT = "SESSION_TOTALS_DELTA"
+ACTIVITY_RECORDED = "ACTIVITY_RECORDED"
+
+# Duplicates are skipped by the primary key; an event whose client id came without a
+# timestamp is also a duplicate of any stored event of the session with that client id.
+_INSERT_EVENTS = text(
+    """
+    insert into ingest.activity_logs (organization_id, session_id, user_id, "timestamp", activity_type,
+        duration_seconds, app_name, url, screenshot_timestamp, client_event_id)
+    select cast(:org as uuid), e.session_id, e.user_id, e.ts, e.activity_type, e.duration, e.app_name, e.url,
+        e.shot, e.cid
+    from unnest(cast(:sessions as uuid[]), cast(:users as uuid[]), cast(:stamps as timestamptz[]),
+        cast(:types as text[]), cast(:durations as integer[]), cast(:apps as text[]), cast(:urls as text[]),
+        cast(:shots as timestamptz[]), cast(:cids as text[]), cast(:any_stamp as boolean[]))
+        as e(session_id, user_id, ts, activity_type, duration, app_name, url, shot, cid, any_stamp)
+    where not e.any_stamp or not exists (
+        select 1 from ingest.activity_logs a
+        where a.organization_id = cast(:org as uuid) and a.session_id = e.session_id and a.client_event_id = e.cid)
+    on conflict do nothing
+    returning session_id::text, client_event_id, "timestamp"
+    """
+)
+
+# Both outbox rows of a write in one round trip, waking the events relay at commit.
+_INSERT_OUTBOX = text(
+    """
+    with added as (
+        insert into ingest.outbox (organization_id, topic, event_type, payload)
+        select cast(:org as uuid), r.topic, r.event_type, r.payload
+        from unnest(cast(:topics as text[]), cast(:types as text[]), cast(:payloads as jsonb[]))
+            as r(topic, event_type, payload)
+        returning id, topic, payload ->> 'session_id' as session_id
+    )
+    select added.id, added.topic, added.session_id from added cross join (select pg_notify('ingest_outbox', '')) n
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    session_id: str
+    client_event_id: str
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingHandoff:
+    """A totals hand-off committed with its events, not yet confirmed applied by sessions."""
+
+    id: int
+    delta: TotalsDelta
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"ingest:{self.id}"
+
+
+def _pending(row: Any) -> PendingHandoff:
+    payload: dict[str, Any] = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+    return PendingHandoff(
+        int(row.id),
+        TotalsDelta(
+            organization_id=str(row.organization_id),
+            session_id=str(payload["session_id"]),
+            user_id=str(payload["user_id"]),
+            active_seconds=int(payload["active_seconds"]),
+            idle_seconds=int(payload["idle_seconds"]),
+            last_activity_at=datetime.fromisoformat(str(payload["last_activity_at"])),
+            event_count=int(payload["event_count"]),
+        ),
+    )
+
+
+class ActivityLogRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def insert_new(self, organization_id: str, rows: Sequence[tuple[str, str, NewEvent]]) -> set[StoredKey]:
+        """Stores (session id, user id, event) rows; returns the keys that were new."""
+        if not rows:
+            return set()
+        result = await self._conn.execute(
+            _INSERT_EVENTS,
+            {
+                "org": organization_id,
+                "sessions": [s for s, _, _ in rows],
+                "users": [u for _, u, _ in rows],
+                "stamps": [e.timestamp for _, _, e in rows],
+                "types": [e.activity_type for _, _, e in rows],
+                "durations": [e.duration_seconds for _, _, e in rows],
+                "apps": [e.app_name for _, _, e in rows],
+                "urls": [e.url for _, _, e in rows],
+                "shots": [e.screenshot_timestamp for _, _, e in rows],
+                "cids": [e.client_event_id for _, _, e in rows],
+                "any_stamp": [e.match_any_timestamp for _, _, e in rows],
+            },
+        )
+        return {StoredKey(r[0], r[1], r[2]) for r in result}
+
+    async def session_sums(self, organization_id: str, session_id: str) -> tuple[int, int, int]:
+        """(active seconds, idle seconds, events) stored for a session."""
+        row = (
+            await self._conn.execute(
+                text(
+                    "select coalesce(sum(duration_seconds) filter (where activity_type = 'active'), 0), "
+                    "coalesce(sum(duration_seconds) filter (where activity_type = 'idle'), 0), count(*) "
+                    "from ingest.activity_logs where organization_id = :org and session_id = :sid"
+                ),
+                {"org": organization_id, "sid": session_id},
+            )
+        ).one()
+        return int(row[0]), int(row[1]), int(row[2])
+
+
+class HandoffRepository:
+    """Totals hand-offs live in the service's outbox under their own topic, committed in
+    the same transaction as their events; the row id is the idempotency key."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def record(
+        self, organization_id: str, deltas: Sequence[TotalsDelta], recorded: Sequence[Mapping[str, Any]]
+    ) -> dict[str, int]:
+        """Writes one hand-off per delta and one ACTIVITY_RECORDED event per payload;
+        returns the hand-off id of each session."""
+        if not deltas and not recorded:
+            return {}
+        topics = [TOTALS_TOPIC] * len(deltas) + ["events"] * len(recorded)
+        types = [TOTALS_EVENT] * len(deltas) + [ACTIVITY_RECORDED] * len(recorded)
+        payloads = [json.dumps(d.payload()) for d in deltas] + [json.dumps(p) for p in recorded]
+        result = await self._conn.execute(
+            _INSERT_OUTBOX, {"org": organization_id, "topics": topics, "types": types, "payloads": payloads}
+        )
+        return {str(r.session_id): int(r.id) for r in result if r.topic == TOTALS_TOPIC}
+
+    async def lock_pending_for_session(self, session_id: str) -> list[PendingHandoff]:
+        """The session's unconfirmed hand-offs, locked (waiting for a redelivery in progress)."""
+        rows = await self._conn.execute(
+            text(
+                "select id, organization_id, payload from ingest.outbox "
+                "where topic = :topic and published_at is null and payload ->> 'session_id' = :sid "
+                "order by id for update"
+            ),
+            {"topic": TOTALS_TOPIC, "sid": session_id},
+        )
+        return [_pending(r) for r in rows]
+
+    async def lock_stale(self, older_than_seconds: float, limit: int) -> list[PendingHandoff]:
+        """Hand-offs older than the in-line path needs, skipping any another replica holds."""
+        rows = await self._conn.execute(
+            text(
+                "select id, organization_id, payload from ingest.outbox "
+                "where topic = :topic and published_at is null "
+                "and created_at < now() - make_interval(secs => :age) "
+                "order by id limit :n for update skip locked"
+            ),
+            {"topic": TOTALS_TOPIC, "age": older_than_seconds, "n": limit},
+        )
+        return [_pending(r) for r in rows]
+
+    async def mark_applied(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self._conn.execute(
+                text("update ingest.outbox set published_at = now() where id = any(:ids) and published_at is null"),
+                {"ids": list(ids)},
+            )

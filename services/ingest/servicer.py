@@ -1,0 +1,75 @@
+"""The IngestService servicer: unpack the request, call one use case, pack the reply."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from services.ingest import use_cases
+from services.ingest.messages import batch_ack, batch_response, incoming_event, totals_message
+from services.ingest.stream import acknowledged
+from services.ingest.use_cases import Ingest
+from workpulse import errors
+from workpulse.identity import Principal
+from workpulse.ingest.v1 import ingest_pb2 as pb
+from workpulse.ingest.v1 import ingest_pb2_grpc as pb_grpc
+from workpulse.interceptors import STATUS_OF, principal
+
+SERVICE_NAME = "workpulse.ingest.v1.IngestService"
+
+
+class IngestServicer(pb_grpc.IngestServiceServicer):
+    def __init__(self, ingest: Ingest, *, max_in_flight: int = 4) -> None:
+        self._ingest = ingest
+        self._max_in_flight = max_in_flight
+
+    async def RecordActivity(self, request: pb.RecordActivityRequest, context: object) -> pb.RecordActivityResponse:
+        outcome = await use_cases.record_event(
+            self._ingest, principal(), request.session_id, incoming_event(request.event)
+        )
+        only = outcome.outcomes[0]
+        body = batch_response(outcome)
+        return pb.RecordActivityResponse(
+            status=body.results[0].status if body.results else pb.EVENT_STATUS_ACCEPTED,
+            client_event_id=only.client_event_id,
+            session=totals_message(outcome.session),
+        )
+
+    async def RecordActivityBatch(
+        self, request: pb.RecordActivityBatchRequest, context: object
+    ) -> pb.RecordActivityBatchResponse:
+        events = [incoming_event(e) for e in request.events]
+        outcome = await use_cases.record_batch(self._ingest, principal(), request.session_id, events)
+        return batch_response(outcome)
+
+    async def StreamActivity(
+        self, request_iterator: AsyncIterator[pb.StreamActivityRequest], context: object
+    ) -> AsyncIterator[pb.StreamActivityResponse]:
+        caller = principal()
+
+        async def handle(batch: pb.StreamActivityRequest) -> pb.StreamActivityResponse:
+            return await self._acknowledge(caller, batch)
+
+        async for ack in acknowledged(request_iterator, handle, max_in_flight=self._max_in_flight):
+            yield ack
+
+    async def _acknowledge(self, caller: Principal, batch: pb.StreamActivityRequest) -> pb.StreamActivityResponse:
+        """One batch's acknowledgement; a batch that fails carries its status instead."""
+        if not batch.batch_id:
+            return _failed(batch, grpc.StatusCode.INVALID_ARGUMENT, "batch_id: required")
+        try:
+            events = [incoming_event(e) for e in batch.events]
+            outcome = await use_cases.record_batch(self._ingest, caller, batch.session_id, events)
+        except errors.WorkPulseError as exc:
+            code = next(c for k, c in STATUS_OF.items() if isinstance(exc, k))
+            return _failed(batch, code, exc.message)
+        except (DBAPIError, PoolTimeout, OSError):
+            return _failed(batch, grpc.StatusCode.UNAVAILABLE, "database unavailable; resend the batch")
+        return batch_ack(batch.batch_id, outcome)
+
+
+def _failed(batch: pb.StreamActivityRequest, code: grpc.StatusCode, message: str) -> pb.StreamActivityResponse:
+    return pb.StreamActivityResponse(batch_id=batch.batch_id, status_code=code.value[0], status_message=message)

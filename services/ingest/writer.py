@@ -1,0 +1,178 @@
+"""Group commit for activity: concurrent writes of one organization share transactions.
+
+Each organization has a lane. A write joins the lane's queue; up to ``max_concurrent``
+flushes per lane run at once, each taking everything queued (up to ``max_events``). So a
+lone request is written at once, and under contention (100 requests on one session, or
+many agents of one organization) requests share one transaction and one hand-off per
+session instead of queueing on the session's row lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from services.ingest.domain import NewEvent, SessionTotals, SessionWindow, TotalsDelta, totals_delta
+from services.ingest.handoff import TotalsHandoff
+from services.ingest.repository import ActivityLogRepository, HandoffRepository, PendingHandoff, StoredKey
+from services.ingest.sessions_peer import SessionsPeer
+from workpulse.db import UnitOfWork
+
+logger = logging.getLogger("workpulse.ingest.writer")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Which of a write's events were new, and the session totals once they are applied."""
+
+    stored: frozenset[tuple[str, datetime]]
+    totals: SessionTotals
+
+
+@dataclass
+class _Write:
+    window: SessionWindow
+    events: list[NewEvent]
+    done: asyncio.Future[WriteResult]
+
+
+@dataclass
+class _Lane:
+    queue: list[_Write] = field(default_factory=list)
+    running: int = 0
+
+
+class ActivityWriter:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        handoff: TotalsHandoff,
+        sessions: SessionsPeer,
+        *,
+        max_events: int = 4000,
+        max_concurrent: int = 4,
+    ) -> None:
+        self._uow = uow
+        self._handoff = handoff
+        self._sessions = sessions
+        self._max_events = max_events
+        self._max_concurrent = max_concurrent
+        self._lanes: dict[str, _Lane] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def write(self, window: SessionWindow, events: list[NewEvent]) -> WriteResult:
+        done: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        lane = self._lanes.setdefault(window.organization_id, _Lane())
+        lane.queue.append(_Write(window, events, done))
+        self._start_flushes(window.organization_id)
+        return await done
+
+    def _start_flushes(self, organization_id: str) -> None:
+        lane = self._lanes[organization_id]
+        while lane.queue and lane.running < self._max_concurrent:
+            batch: list[_Write] = []
+            size = 0
+            while lane.queue and (not batch or size + len(lane.queue[0].events) <= self._max_events):
+                write = lane.queue.pop(0)
+                batch.append(write)
+                size += len(write.events)
+            lane.running += 1
+            task = asyncio.create_task(self._flush(organization_id, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if not lane.queue and lane.running == 0:
+            del self._lanes[organization_id]
+
+    async def _flush(self, organization_id: str, batch: list[_Write]) -> None:
+        try:
+            await self._write_batch(organization_id, batch)
+        except BaseException as exc:
+            for write in batch:
+                if not write.done.done():
+                    write.done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._lanes[organization_id].running -= 1
+            self._start_flushes(organization_id)
+
+    async def _write_batch(self, organization_id: str, batch: list[_Write]) -> None:
+        windows = {w.window.session_id: w.window for w in batch}
+        # One order for every transaction, so concurrent resends of the same events
+        # wait on each other instead of deadlocking.
+        rows = sorted(
+            ((w.window.session_id, w.window.user_id, e) for w in batch for e in w.events),
+            key=lambda r: (r[0], r[2].client_event_id, r[2].timestamp),
+        )
+
+        async def store() -> tuple[set[StoredKey], list[PendingHandoff]]:
+            async with self._uow.tenant(organization_id) as conn:
+                stored = await ActivityLogRepository(conn).insert_new(organization_id, rows)
+                new_by_session: dict[str, list[NewEvent]] = defaultdict(list)
+                for session_id, _, event in rows:
+                    if StoredKey(session_id, event.client_event_id, event.timestamp) in stored:
+                        new_by_session[session_id].append(event)
+                deltas = [d for sid, new in new_by_session.items() if (d := totals_delta(windows[sid], new))]
+                recorded = [_recorded_event(d) for d in deltas]
+                ids = await HandoffRepository(conn).record(organization_id, deltas, recorded)
+            return stored, [PendingHandoff(ids[d.session_id], d) for d in deltas]
+
+        stored, handoffs = await self._uow.retrying(store)
+        stored_keys = {(k.session_id, k.client_event_id, k.timestamp) for k in stored}
+        repeated = {
+            w.window.session_id
+            for w in batch
+            if any((w.window.session_id, e.client_event_id, e.timestamp) not in stored_keys for e in w.events)
+        }
+        totals = await self._settle(organization_id, handoffs, repeated, set(windows))
+        for write in batch:
+            sid = write.window.session_id
+            if write.done.done():
+                continue
+            outcome = totals[sid]
+            if isinstance(outcome, BaseException):
+                write.done.set_exception(outcome)
+                continue
+            mine = frozenset(e.key for e in write.events if (sid, e.client_event_id, e.timestamp) in stored_keys)
+            write.done.set_result(WriteResult(mine, outcome))
+
+    async def _settle(
+        self, organization_id: str, handoffs: list[PendingHandoff], repeated: set[str], sessions: set[str]
+    ) -> dict[str, SessionTotals | BaseException]:
+        """Applies this batch's hand-offs; a session with repeated events also gets its
+        earlier pending hand-offs applied (their first attempt may have died)."""
+        own = {h.delta.session_id: h for h in handoffs}
+
+        async def settle(session_id: str) -> SessionTotals:
+            if session_id in repeated:
+                found = await self._handoff.settle_session(organization_id, session_id)
+                if found is not None:
+                    return found
+            handoff = own.get(session_id)
+            if handoff is not None:
+                return await self._handoff.apply(handoff)
+            return await self._sessions.totals(organization_id, session_id)
+
+        order = sorted(sessions)
+        results = await asyncio.gather(*(settle(s) for s in order), return_exceptions=True)
+        return dict(zip(order, results, strict=True))
+
+    async def close(self) -> None:
+        """Waits for flushes in progress (their events are committed or rolled back)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _recorded_event(delta: TotalsDelta) -> dict[str, object]:
+    """The ACTIVITY_RECORDED event of a write, one per session and transaction."""
+    return {
+        "sessionId": delta.session_id,
+        "userId": delta.user_id,
+        "eventCount": delta.event_count,
+        "activeSeconds": delta.active_seconds,
+        "idleSeconds": delta.idle_seconds,
+        "lastActivityAt": delta.last_activity_at.isoformat(),
+    }
