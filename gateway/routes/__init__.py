@@ -10,6 +10,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "gateway.routes.auth",
     "gateway.routes.sessions",
     "gateway.routes.projects",
+    "gateway.routes.activity",
 )
 
 
