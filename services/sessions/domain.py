@@ -15,6 +15,10 @@ ACTIVE = "active"
 STOPPED = "stopped"
 STATUSES = (ACTIVE, STOPPED)
 
+SESSION_STARTED = "SESSION_STARTED"
+SESSION_STOPPED = "SESSION_STOPPED"
+SESSION_UPDATE = "SESSION_UPDATE"
+
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
 MAX_PROJECT_NAME = 200
@@ -182,4 +186,5 @@ def project_description(value: str) -> str:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+    """UTC with microseconds always, so payloads built in SQL (repository) read the same."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None

@@ -11,6 +11,7 @@ from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.sessions.limits import RequestBudget
+from services.sessions.reporting_servicer import reporting_servicer
 from services.sessions.servicer import SERVICE_NAME, SessionsServicer
 from workpulse import runtime
 from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
@@ -32,7 +33,7 @@ class Settings(GrpcServiceSettings):
 def contributed_servicers(maintenance: AsyncEngine) -> list[Servicer]:
     """Servicers other modules of this service add to the same server (cross-tenant ones
     get the maintenance engine). The scheduler's reporting servicer registers here."""
-    return []
+    return [reporting_servicer(maintenance)]
 
 
 async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitable[None]]]:

@@ -15,14 +15,51 @@ from sqlalchemy import Row, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.sessions.domain import ActivityDelta, HistoryQuery, Project, WorkSession
+from services.sessions.domain import SESSION_UPDATE, ActivityDelta, HistoryQuery, Project, WorkSession
 from workpulse.errors import AlreadyExists
+from workpulse.outbox import EVENTS_TOPIC
+
+# workpulse.outbox.add notifies this channel; the relay of this schema listens on it.
+OUTBOX_CHANNEL = "sessions_outbox"
 
 _SESSION_COLUMNS = (
     "id::text, organization_id::text, user_id::text, project_id::text, start_time, end_time, status, "
     "total_active_seconds, total_idle_seconds, last_activity_at, version"
 )
 _PROJECT_COLUMNS = "id::text, organization_id::text, name, description, created_at, updated_at"
+
+
+# The SESSION_UPDATE payload built in SQL from the updated row: the same keys and formats
+# as WorkSession.event_payload() (a test holds the two equal).
+_UTC_ISO = """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"""
+_SESSION_EVENT = (
+    "jsonb_build_object('sessionId', id::text, 'userId', user_id::text, 'organizationId', organization_id::text, "
+    "'projectId', project_id::text, 'total_active_seconds', total_active_seconds, "
+    "'total_idle_seconds', total_idle_seconds, 'status', status, 'version', version, "
+    f"'startTime', to_char(start_time at time zone 'UTC', {_UTC_ISO}), "
+    f"'endTime', to_char(end_time at time zone 'UTC', {_UTC_ISO}))"
+)
+_APPLY_ONCE = text(
+    "with claimed as ("
+    "  insert into sessions.applied_batches (organization_id, idempotency_key, session_id, event_count) "
+    "  values (:org, :key, :id, :count) on conflict do nothing returning session_id"
+    "), updated as ("
+    "  update sessions.work_sessions set "
+    "    total_active_seconds = total_active_seconds + :active, "
+    "    total_idle_seconds = total_idle_seconds + :idle, "
+    "    last_activity_at = greatest(last_activity_at, cast(:last as timestamptz)), "
+    "    version = version + 1 "
+    "  where organization_id = :org and id = :id and exists (select 1 from claimed) "
+    "  returning *"
+    "), event as ("
+    "  insert into sessions.outbox (organization_id, topic, event_type, payload) "
+    f"  select organization_id, :topic, :event_type, {_SESSION_EVENT} from updated "
+    "  returning pg_notify(:channel, '')"
+    ") "
+    "select (select count(*) from claimed) as claimed, (select count(*) from event) as notified, "
+    f"{', '.join('updated.' + c.strip() for c in _SESSION_COLUMNS.split(', '))} "
+    "from (values (1)) as one left join updated on true"
+)
 
 
 def _session(row: Row[Any]) -> WorkSession:
@@ -92,29 +129,37 @@ class WorkSessionRepository:
         ).first()
         return _session(row) if row else None
 
-    async def add_activity(self, delta: ActivityDelta) -> WorkSession | None:
-        """Appends commute: one atomic UPDATE, never a version check, so concurrent
-        appends to one session queue on its row lock and all succeed."""
+    async def apply_once(self, delta: ActivityDelta) -> tuple[bool, WorkSession | None]:
+        """(claimed, session after): claims the idempotency key and, if it was new, adds the
+        seconds and writes SESSION_UPDATE to the outbox, all in ONE statement.
+
+        Appends commute: a single atomic UPDATE with no version check, so concurrent appends
+        to one session queue briefly on its row lock and all succeed. One round trip keeps
+        that lock short. A concurrent claim of the same key waits for the first transaction
+        and then claims nothing. (True, None) means the session does not exist: the caller
+        raises, which rolls the claim back.
+        """
         row = (
             await self._conn.execute(
-                text(
-                    "update sessions.work_sessions set "
-                    "total_active_seconds = total_active_seconds + :active, "
-                    "total_idle_seconds = total_idle_seconds + :idle, "
-                    "last_activity_at = greatest(last_activity_at, cast(:last as timestamptz)), "
-                    "version = version + 1 "
-                    f"where organization_id = :org and id = :id returning {_SESSION_COLUMNS}"
-                ),
+                _APPLY_ONCE,
                 {
                     "org": delta.organization_id,
                     "id": delta.session_id,
+                    "key": delta.idempotency_key,
+                    "count": delta.event_count,
                     "active": delta.active_seconds,
                     "idle": delta.idle_seconds,
                     "last": delta.last_activity_at,
+                    "topic": EVENTS_TOPIC,
+                    "event_type": SESSION_UPDATE,
+                    "channel": OUTBOX_CHANNEL,
                 },
             )
-        ).first()
-        return _session(row) if row else None
+        ).one()
+        fields = row._asdict()
+        claimed = bool(fields.pop("claimed"))
+        fields.pop("notified")
+        return claimed, (WorkSession(**fields) if fields["id"] is not None else None)
 
     async def active(self, organization_id: str, user_id: str | None) -> list[WorkSession]:
         rows = await self._conn.execute(
@@ -158,30 +203,6 @@ class WorkSessionRepository:
             },
         )
         return [_session(r) for r in rows]
-
-
-class AppliedBatchRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-
-    async def claim(self, delta: ActivityDelta) -> bool:
-        """Records the idempotency key; False when it was already applied (a concurrent
-        claim of the same key waits for the first transaction and then sees it)."""
-        row = (
-            await self._conn.execute(
-                text(
-                    "insert into sessions.applied_batches (organization_id, idempotency_key, session_id, event_count) "
-                    "values (:org, :key, :session, :count) on conflict do nothing returning 1"
-                ),
-                {
-                    "org": delta.organization_id,
-                    "key": delta.idempotency_key,
-                    "session": delta.session_id,
-                    "count": delta.event_count,
-                },
-            )
-        ).first()
-        return row is not None
 
 
 class ProjectRepository:

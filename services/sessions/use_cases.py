@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from services.sessions.domain import (
+    SESSION_STARTED,
+    SESSION_STOPPED,
     ActivityDelta,
     HistoryQuery,
     PageCursor,
@@ -23,7 +25,7 @@ from services.sessions.domain import (
     require_uuid,
     status_filter,
 )
-from services.sessions.repository import AppliedBatchRepository, ProjectRepository, WorkSessionRepository
+from services.sessions.repository import ProjectRepository, WorkSessionRepository
 from workpulse import outbox
 from workpulse.db import UnitOfWork
 from workpulse.errors import (
@@ -38,9 +40,6 @@ from workpulse.errors import (
 from workpulse.identity import Principal
 
 SCHEMA = "sessions"
-SESSION_STARTED = "SESSION_STARTED"
-SESSION_STOPPED = "SESSION_STOPPED"
-SESSION_UPDATE = "SESSION_UPDATE"
 MANAGING_ROLES = ("admin", "manager")
 
 
@@ -173,16 +172,15 @@ async def apply_activity(uow: UnitOfWork, principal: Principal, delta: ActivityD
     async def work() -> tuple[WorkSession, bool]:
         async with uow.tenant(delta.organization_id) as conn:
             sessions = WorkSessionRepository(conn)
-            if not await AppliedBatchRepository(conn).claim(delta):
-                current = await sessions.get(delta.organization_id, delta.session_id)
-                if current is None:
-                    raise NotFound("session not found")
-                return current, True
-            updated = await sessions.add_activity(delta)
-            if updated is None:
-                raise NotFound("session not found")  # rolls the claimed key back too
-            await outbox.add(conn, SCHEMA, delta.organization_id, SESSION_UPDATE, updated.event_payload())
-            return updated, False
+            claimed, updated = await sessions.apply_once(delta)
+            if claimed:
+                if updated is None:
+                    raise NotFound("session not found")  # rolls the claimed key back too
+                return updated, False
+            current = await sessions.get(delta.organization_id, delta.session_id)
+            if current is None:
+                raise NotFound("session not found")
+            return current, True
 
     return await uow.retrying(work)
 

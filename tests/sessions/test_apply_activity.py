@@ -173,3 +173,9 @@ async def test_state_changes_publish_session_events(
         "version": 2,
     }
     assert events[2][1]["status"] == "stopped" and events[2][1]["version"] == 3
+    # SESSION_UPDATE is built in SQL, the others in Python: same keys, same formats.
+    started, stopped = events[0][1], events[2][1]
+    assert set(update) == set(started) == set(stopped)
+    assert update["startTime"] == started["startTime"] == stopped["startTime"]
+    assert update["organizationId"] == user.org and update["projectId"] is None and update["endTime"] is None
+    assert isinstance(stopped["endTime"], str) and stopped["endTime"].endswith("Z")

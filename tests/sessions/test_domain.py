@@ -44,7 +44,7 @@ def test_event_payload_carries_the_api_fields() -> None:
     payload = _session("u1").event_payload()
     assert payload["userId"] == "u1" and payload["status"] == "active" and payload["version"] == 3
     assert payload["total_active_seconds"] == 60 and payload["total_idle_seconds"] == 5
-    assert payload["startTime"] == "2026-03-01T09:00:00Z" and payload["endTime"] is None
+    assert payload["startTime"] == "2026-03-01T09:00:00.000000Z" and payload["endTime"] is None
 
 
 @pytest.mark.parametrize(
