@@ -102,14 +102,11 @@ def _query_instant(request: Request, name: str) -> Timestamp | None:
         return None
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        instant = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise HTTPError(400, f"{name}: must be an ISO 8601 date or date-time") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    if not 1 <= parsed.year <= 9999 or parsed.astimezone(UTC).year > 9999:
-        raise HTTPError(400, f"{name}: out of range")
     stamp = Timestamp()
-    stamp.FromDatetime(parsed.astimezone(UTC))
+    stamp.FromDatetime(instant)
     return stamp
 
 

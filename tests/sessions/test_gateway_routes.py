@@ -109,7 +109,16 @@ async def test_others_sessions_are_404_and_bad_input_is_400(client: httpx.AsyncC
         "/sessions/start", json={"project_id": str(uuid.uuid4())}, headers=fresh.headers
     )
     _assert_error(unknown_project, 404, "/sessions/start")
-    for query in ("from=yesterday", "page_size=-1", "page_size=5000", "status=paused", "user_id=x", "page_token=%%%"):
+    for query in (
+        "from=yesterday",
+        "to=9999-12-31T23:00:00-05:00",
+        "from=0001-01-01T00:00:00%2B05:00",
+        "page_size=-1",
+        "page_size=5000",
+        "status=paused",
+        "user_id=x",
+        "page_token=%%%",
+    ):
         _assert_error(await client.get(f"/sessions?{query}", headers=owner.headers), 400, "/sessions")
     _assert_error(await client.get("/sessions/active"), 401, "/sessions/active")
 
