@@ -74,7 +74,9 @@ def wire(settings: Settings) -> Wiring:
         channel(address, identity=identity, default_timeout=settings.peer_timeout_seconds)
         for address in (settings.auth_addr, settings.sessions_addr, settings.ingest_addr)
     ]
-    peers = GrpcPeers(*channels, zone_ttl=settings.zone_cache_seconds, timeout=settings.peer_timeout_seconds)
+    peers = GrpcPeers(
+        *channels, identity=identity, zone_ttl=settings.zone_cache_seconds, timeout=settings.peer_timeout_seconds
+    )
     config = JobConfig(
         top_apps=settings.top_apps,
         partition_days_ahead=settings.partition_days_ahead,

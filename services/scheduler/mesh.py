@@ -22,6 +22,7 @@ from services.scheduler.domain import (
     WorkTotal,
 )
 from workpulse.auth.v1 import auth_reporting_pb2, auth_reporting_pb2_grpc
+from workpulse.identity import ServiceIdentity
 from workpulse.ingest.v1 import ingest_reporting_pb2, ingest_reporting_pb2_grpc
 from workpulse.sessions.v1 import sessions_reporting_pb2, sessions_reporting_pb2_grpc
 
@@ -65,12 +66,14 @@ class GrpcPeers:
         sessions: grpc.aio.Channel,
         ingest: grpc.aio.Channel,
         *,
+        identity: ServiceIdentity | None = None,
         zone_ttl: float = 300.0,
         timeout: float = 120.0,
     ) -> None:
         self._auth = auth_reporting_pb2_grpc.AuthReportingServiceStub(auth)
         self._sessions = sessions_reporting_pb2_grpc.SessionsReportingServiceStub(sessions)
         self._ingest = ingest_reporting_pb2_grpc.IngestReportingServiceStub(ingest)
+        self._identity = identity
         self._zone_ttl = zone_ttl
         self._timeout = timeout
         self._zones: list[UserZone] = []
@@ -78,11 +81,18 @@ class GrpcPeers:
         self._zones_at = -float("inf")
         self._zones_lock = asyncio.Lock()
 
+    def _md(self) -> tuple[tuple[str, str], ...]:
+        # grpc.aio registers a client interceptor under one call type only, so the kernel
+        # channel's identity interceptor reaches unary calls but not server streams.
+        return (("authorization", f"Bearer {self._identity.token()}"),) if self._identity else ()
+
     async def user_zones(self, *, refresh: bool = False) -> list[UserZone]:
         async with self._zones_lock:
             if refresh or time.monotonic() - self._zones_at > self._zone_ttl:
                 found: list[UserZone] = []
-                call = self._auth.StreamUserZones(auth_reporting_pb2.StreamUserZonesRequest(), timeout=self._timeout)
+                call = self._auth.StreamUserZones(
+                    auth_reporting_pb2.StreamUserZonesRequest(), timeout=self._timeout, metadata=self._md()
+                )
                 async for reply in call:
                     found.extend(
                         UserZone.effective(u.organization_id, u.user_id, u.user_timezone, u.organization_timezone)
@@ -114,7 +124,7 @@ class GrpcPeers:
                 as_of=_ts(as_of),
             )
             found: list[WorkTotal] = []
-            async for reply in self._sessions.StreamWorkTotals(request, timeout=self._timeout):
+            async for reply in self._sessions.StreamWorkTotals(request, timeout=self._timeout, metadata=self._md()):
                 found.extend(
                     WorkTotal(t.organization_id, t.user_id, _dt(t.window_start), t.worked_seconds, t.sessions_count)
                     for t in reply.totals
@@ -135,7 +145,7 @@ class GrpcPeers:
                 top_apps=top_apps,
             )
             found: list[ActivityTotal] = []
-            async for reply in self._ingest.StreamActivityTotals(request, timeout=self._timeout):
+            async for reply in self._ingest.StreamActivityTotals(request, timeout=self._timeout, metadata=self._md()):
                 found.extend(
                     ActivityTotal(
                         t.organization_id,
@@ -163,7 +173,7 @@ class GrpcPeers:
             ],
         )
         found: list[IdleSession] = []
-        async for reply in self._sessions.StreamIdleSessions(request, timeout=self._timeout):
+        async for reply in self._sessions.StreamIdleSessions(request, timeout=self._timeout, metadata=self._md()):
             found.extend(
                 IdleSession(s.organization_id, s.user_id, s.session_id, _dt(s.last_seen_at), s.idle_seconds)
                 for s in reply.sessions

@@ -319,8 +319,9 @@ async def finish_run(conn: AsyncConnection, job: str, slot: datetime, rows: int,
     row = (
         await conn.execute(
             text(
-                "update scheduler.job_runs set finished_at = case when :error is null then clock_timestamp() end, "
-                " rows = :rows, error = :error where job = :job and slot = :slot "
+                "update scheduler.job_runs set finished_at = case when cast(:error as text) is null "
+                " then clock_timestamp() end, rows = :rows, error = cast(:error as text) "
+                "where job = :job and slot = :slot "
                 f"returning {_RUN_COLUMNS}"
             ),
             {"job": job, "slot": slot, "rows": rows, "error": error},
