@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.sessions import housekeeping
 from services.sessions.limits import RequestBudget
 from services.sessions.reporting_servicer import reporting_servicer
 from services.sessions.servicer import SERVICE_NAME, SessionsServicer
@@ -28,6 +29,8 @@ SCHEMA = "sessions"
 class Settings(GrpcServiceSettings):
     session_reads_per_minute: int = Field(3000, ge=1, description="per-user budget of session/project reads")
     session_writes_per_minute: int = Field(600, ge=1, description="per-user budget of starts, stops, project edits")
+    applied_batch_retention_days: int = Field(30, ge=1, description="how long ApplyActivity idempotency keys are kept")
+    housekeeping_interval_seconds: float = Field(3600.0, gt=0, description="how often old keys and events are purged")
 
 
 def contributed_servicers(maintenance: AsyncEngine) -> list[Servicer]:
@@ -38,7 +41,7 @@ def contributed_servicers(maintenance: AsyncEngine) -> list[Servicer]:
 
 async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitable[None]]]:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-    maintenance = create_engine(settings.database_url, role=MAINTENANCE_ROLE, pool_size=2)
+    maintenance = create_engine(settings.database_url, role=MAINTENANCE_ROLE, pool_size=4)
     redis = create_client(settings.redis_url)
     keys = Keys(settings.redis_prefix)
     budget = RequestBudget(
@@ -56,19 +59,35 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     relay = OutboxRelay(
         maintenance, SCHEMA, {EVENTS_TOPIC: StreamPublisher(redis, keys, SCHEMA)}, listen_url=settings.database_url
     )
-    relay_task = asyncio.create_task(relay.run(), name="sessions-outbox-relay")
+    background = [
+        asyncio.create_task(relay.run(), name="sessions-outbox-relay"),
+        asyncio.create_task(
+            housekeeping.run(
+                maintenance,
+                retention_days=settings.applied_batch_retention_days,
+                interval_seconds=settings.housekeeping_interval_seconds,
+            ),
+            name="sessions-housekeeping",
+        ),
+    ]
+
+    async def stop_background() -> None:
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     try:
         running = await build_server(
             servicers, runtime.token_verifier(settings), host=settings.grpc_host, port=settings.grpc_port
         )
     except BaseException:
-        relay_task.cancel()
+        await stop_background()
         raise
 
     async def cleanup() -> None:
-        relay_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay_task
+        await stop_background()
         await redis.aclose()
         await maintenance.dispose()
         await engine.dispose()
