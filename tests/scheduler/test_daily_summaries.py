@@ -31,7 +31,10 @@ class Day:
 async def busy_day(world: World, person: Person, tz: str, day: date) -> Day:
     """Sessions and events that straddle both local midnights and the DST hour."""
     prev, nxt = day - timedelta(days=1), day + timedelta(days=1)
-    at = lambda d, h, m=0: local(tz, d.year, d.month, d.day, h, m)  # noqa: E731
+
+    def at(d: date, h: int, m: int = 0) -> datetime:
+        return local(tz, d.year, d.month, d.day, h, m)
+
     s1 = await world.session(person, at(prev, 22), at(day, 1, 30))
     s2 = await world.session(person, at(day, 1, 45), at(day, 3, 30))
     s3 = await world.session(person, at(day, 9), at(day, 17))
@@ -42,7 +45,7 @@ async def busy_day(world: World, person: Person, tz: str, day: date) -> Day:
         Event(at(day, 1, 0), "idle", 300, None),
     ]
     e2 = [Event(at(day, 1, 50), "active", 90, "Terminal"), Event(at(day, 3, 10), "idle", 200, None)]
-    e3 = []
+    e3: list[Event] = []
     for i in range(48):
         moment = at(day, 9) + timedelta(minutes=10 * i)
         kind = "idle" if i % 5 == 4 else "active"
