@@ -13,6 +13,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start every service and the gateway; Ctrl-C stops them")
     commands.add_parser("migrate", help="apply every service's migrations (idempotent)")
+    jobs = commands.add_parser("jobs", help="the scheduler's jobs").add_subparsers(dest="jobs_command", required=True)
+    run_job = jobs.add_parser("run", help="run one job now (recorded like a scheduled run)")
+    run_job.add_argument("name", help="daily_summaries, idle_check, overtime_check or activity_partitions")
+    run_job.add_argument("--as-of", dest="as_of", help="ISO 8601 time to run as of (default: now; no offset: UTC)")
     args = parser.parse_args(argv)
 
     if args.command == "up":
@@ -30,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         for service in upgrade_all(settings.database_url):
             print(f"migrated {service}")
         return 0
+    if args.command == "jobs":
+        from services.scheduler.cli import run_job_command
+
+        return run_job_command(args.name, args.as_of)
     return 2
 
 

@@ -49,6 +49,7 @@ PROCESSES: tuple[ProcessSpec, ...] = (
     ProcessSpec("sessions", "services.sessions", 50052),
     ProcessSpec("realtime", "services.realtime", 50054),
     ProcessSpec("ingest", "services.ingest", 50053),
+    ProcessSpec("scheduler", "services.scheduler", 50055),
     ProcessSpec("gateway", "gateway", 3000, http=True),
 )
 

@@ -11,6 +11,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "gateway.routes.sessions",
     "gateway.routes.projects",
     "gateway.routes.activity",
+    "gateway.routes.reports",
 )
 
 

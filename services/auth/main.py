@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import Field
 
 from services.auth.passwords import PasswordHasher
+from services.auth.reporting_servicer import reporting_servicer
 from services.auth.servicer import PUBLIC_METHODS, AuthServicer
 from services.auth.tokens import AccessTokenMinter
 from services.auth.use_cases import SCHEMA, Adapters, Policy
@@ -81,7 +82,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Cleanup]:
         SERVICE_NAME, lambda server: auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server), PUBLIC_METHODS
     )
     running = await build_server(
-        [mount],
+        [mount, reporting_servicer(relay_engine)],
         TokenVerifier(access_keys, service_key, issuer=settings.token_issuer, audience=settings.token_audience),
         host=settings.grpc_host,
         port=settings.grpc_port,

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.ingest.handoff import TotalsHandoff
 from services.ingest.limits import RequestBudget
 from services.ingest.partitions import ensure_partitions
+from services.ingest.reporting_servicer import reporting_servicer
 from services.ingest.repository import SCHEMA
 from services.ingest.servicer import SERVICE_NAME, IngestServicer
 from services.ingest.sessions_peer import SessionsPeer
@@ -46,7 +47,7 @@ class Settings(GrpcServiceSettings):
 def contributed_servicers(maintenance: AsyncEngine) -> list[Servicer]:
     """Servicers other modules of this service add to the same server (cross-tenant ones
     get the maintenance engine). The scheduler's reporting servicer registers here."""
-    return []
+    return [reporting_servicer(maintenance)]
 
 
 async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitable[None]]]:

@@ -42,6 +42,10 @@ class Rig:
     scheduler: RunningServer | None = None
 
     @property
+    def reporting_address(self) -> str:
+        return f"127.0.0.1:{self.running.port}"
+
+    @property
     def scheduler_address(self) -> str:
         assert self.scheduler is not None
         return f"127.0.0.1:{self.scheduler.port}"

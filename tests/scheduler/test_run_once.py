@@ -42,7 +42,7 @@ async def test_two_replicas_run_each_slot_once(rig: Rig, world: World) -> None:
         recorded = await runs_of(world, job, as_of)
         assert len(recorded) == 1 and recorded[0][1:] == (1, True, None)
     found = await alerts_of(world, org)
-    assert sorted(r[0] for r in found) == ["INACTIVE_ALERT"] * 3 + ["OVERTIME_ALERT"] * 3
+    assert sorted(str(r[0]) for r in found) == ["INACTIVE_ALERT"] * 3 + ["OVERTIME_ALERT"] * 3
     assert len(await events_of(world, org)) == 6
     matches((await stored(world, day.person))[0], day)
 
@@ -62,7 +62,7 @@ async def test_job_bodies_racing_without_the_lock_converge(rig: Rig, world: Worl
     await asyncio.gather(*(jobs.overtime_check(ctx, now, False) for _ in range(4)))
     await asyncio.gather(*(jobs.daily_summaries(ctx, day.as_of, False) for _ in range(4)))
     found = await alerts_of(world, org)
-    assert sorted(r[0] for r in found) == ["INACTIVE_ALERT"] * 4 + ["OVERTIME_ALERT"] * 4
+    assert sorted(str(r[0]) for r in found) == ["INACTIVE_ALERT"] * 4 + ["OVERTIME_ALERT"] * 4
     assert len(await events_of(world, org)) == 8
     rows = await stored(world, day.person)
     assert len(rows) == 1
