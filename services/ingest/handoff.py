@@ -56,14 +56,18 @@ class TotalsHandoff:
     async def settle_session(self, organization_id: str, session_id: str) -> SessionTotals | None:
         """Applies every pending hand-off of a session (waiting for one being redelivered);
         the totals after the last, or None when nothing was pending."""
-        totals: SessionTotals | None = None
-        async with self._uow.tenant(organization_id) as conn:
-            repo = HandoffRepository(conn)
-            pending = await repo.lock_pending_for_session(session_id)
-            for handoff in pending:
-                totals = await self._sessions.apply(handoff)
-            await repo.mark_applied([h.id for h in pending])
-        return totals
+
+        async def settle() -> SessionTotals | None:
+            totals: SessionTotals | None = None
+            async with self._uow.tenant(organization_id) as conn:
+                repo = HandoffRepository(conn)
+                pending = await repo.lock_pending_for_session(session_id)
+                for handoff in pending:
+                    totals = await self._sessions.apply(handoff)
+                await repo.mark_applied([h.id for h in pending])
+            return totals
+
+        return await self._uow.retrying(settle)
 
     async def redeliver_once(self, limit: int = 200) -> int:
         """Applies stale hand-offs of every tenant; returns how many were confirmed."""
@@ -102,7 +106,7 @@ class TotalsHandoff:
             return
         async with self._maintenance.begin() as conn:
             await conn.execute(text("set local synchronous_commit = off"))
-            await HandoffRepository(conn).mark_applied(ids)
+            await HandoffRepository(conn).mark_applied_unless_busy(ids)
 
     async def run_marker(self, interval: float = 0.05) -> None:
         while True:

@@ -176,7 +176,21 @@ class HandoffRepository:
         )
         return [_pending(r) for r in rows]
 
+    async def mark_applied_unless_busy(self, ids: Sequence[int]) -> None:
+        """Marks what no one else holds: a locked row is being settled, which marks it too
+        (waiting here could deadlock with a settle locking in another order)."""
+        if ids:
+            await self._conn.execute(
+                text(
+                    "update ingest.outbox set published_at = now() where id in ("
+                    "select id from ingest.outbox where id = any(:ids) and published_at is null "
+                    "for update skip locked)"
+                ),
+                {"ids": list(ids)},
+            )
+
     async def mark_applied(self, ids: Sequence[int]) -> None:
+        """Marks rows this transaction has locked."""
         if ids:
             await self._conn.execute(
                 text("update ingest.outbox set published_at = now() where id = any(:ids) and published_at is null"),

@@ -101,10 +101,21 @@ class ActivityWriter:
 
     async def _write_batch(self, organization_id: str, batch: list[_Write]) -> None:
         windows = {w.window.session_id: w.window for w in batch}
+        # The same event may come in two writes of one flush (a resend racing the first
+        # attempt): the first write owns it, the others see it as a duplicate.
+        owner: dict[tuple[str, str, datetime | None], int] = {}
+        for n, w in enumerate(batch):
+            for e in w.events:
+                owner.setdefault(_identity(w.window.session_id, e), n)
         # One order for every transaction, so concurrent resends of the same events
         # wait on each other instead of deadlocking.
         rows = sorted(
-            ((w.window.session_id, w.window.user_id, e) for w in batch for e in w.events),
+            (
+                (w.window.session_id, w.window.user_id, e)
+                for n, w in enumerate(batch)
+                for e in w.events
+                if owner[_identity(w.window.session_id, e)] == n
+            ),
             key=lambda r: (r[0], r[2].client_event_id, r[2].timestamp),
         )
 
@@ -122,22 +133,26 @@ class ActivityWriter:
 
         stored, handoffs = await self._uow.retrying(store)
         stored_keys = {(k.session_id, k.client_event_id, k.timestamp) for k in stored}
-        repeated = {
-            w.window.session_id
-            for w in batch
-            if any((w.window.session_id, e.client_event_id, e.timestamp) not in stored_keys for e in w.events)
-        }
+
+        def new_in(n: int, w: _Write) -> list[NewEvent]:
+            sid = w.window.session_id
+            return [
+                e
+                for e in w.events
+                if owner[_identity(sid, e)] == n and (sid, e.client_event_id, e.timestamp) in stored_keys
+            ]
+
+        fresh = {n: new_in(n, w) for n, w in enumerate(batch)}
+        repeated = {w.window.session_id for n, w in enumerate(batch) if len(fresh[n]) < len(w.events)}
         totals = await self._settle(organization_id, handoffs, repeated, set(windows))
-        for write in batch:
-            sid = write.window.session_id
+        for n, write in enumerate(batch):
             if write.done.done():
                 continue
-            outcome = totals[sid]
+            outcome = totals[write.window.session_id]
             if isinstance(outcome, BaseException):
                 write.done.set_exception(outcome)
                 continue
-            mine = frozenset(e.key for e in write.events if (sid, e.client_event_id, e.timestamp) in stored_keys)
-            write.done.set_result(WriteResult(mine, outcome))
+            write.done.set_result(WriteResult(frozenset(e.key for e in fresh[n]), outcome))
 
     async def _settle(
         self, organization_id: str, handoffs: list[PendingHandoff], repeated: set[str], sessions: set[str]
@@ -164,6 +179,11 @@ class ActivityWriter:
         """Waits for flushes in progress (their events are committed or rolled back)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _identity(session_id: str, event: NewEvent) -> tuple[str, str, datetime | None]:
+    """What makes two events the same one (a server-stamped event: its client id alone)."""
+    return session_id, event.client_event_id, None if event.match_any_timestamp else event.timestamp
 
 
 def _recorded_event(delta: TotalsDelta) -> dict[str, object]:
