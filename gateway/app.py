@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from gateway import realtime
 from gateway.errors import HTTPError, on_http_error, on_starlette_error, on_unexpected
 from gateway.health import health
 from gateway.limits import BodySizeLimit
@@ -26,6 +27,7 @@ from workpulse import db, redisconn, runtime
 
 def create_app(settings: GatewaySettings) -> ASGIApp:
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *all_routes()]
+    routes += realtime.routes  # realtime (issue 4): the plain WebSocket endpoint /ws
     document = build_document(routes)
 
     async def openapi(_: Request) -> JSONResponse:
@@ -72,4 +74,4 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     from opentelemetry.instrumentation.starlette import StarletteInstrumentor
 
     StarletteInstrumentor.instrument_app(app)
-    return app
+    return realtime.with_socketio(app, settings)  # realtime (issue 4): Socket.IO at /socket.io

@@ -23,13 +23,15 @@ SERVICE_NAME = "workpulse.realtime.v1.RealtimeService"
 
 
 class Settings(GrpcServiceSettings):
-    lease_seconds: float = Field(15.0, gt=0, description="a connection's presence lapses this long after its heartbeat")
-    heartbeat_seconds: float = Field(5.0, gt=0, description="how often live connections renew their lease")
-    reconnect_grace_seconds: float = Field(5.0, ge=0, description="a reconnect within this time causes no flap")
+    presence_lease_seconds: float = Field(
+        15.0, gt=0, description="a connection's presence lapses this long after its heartbeat"
+    )
+    presence_heartbeat_seconds: float = Field(5.0, gt=0, description="how often live connections renew their lease")
+    presence_grace_seconds: float = Field(5.0, ge=0, description="a reconnect within this time causes no flap")
     presence_sweep_seconds: float = Field(1.0, gt=0, description="how often lapsed leases are expired")
-    keepalive_seconds: float = Field(15.0, gt=0, description="idle streams get a keepalive this often")
-    subscriber_queue: int = Field(1024, ge=1, description="events buffered per subscriber before it must resync")
-    replay_limit: int = Field(10_000, ge=1, description="most stream entries a resume replays before resync")
+    stream_keepalive_seconds: float = Field(15.0, gt=0, description="idle streams get a keepalive this often")
+    subscriber_queue_size: int = Field(1024, ge=1, description="events buffered per subscriber before it must resync")
+    events_replay_limit: int = Field(10_000, ge=1, description="most stream entries a resume replays before resync")
     events_maxlen: int = Field(100_000, ge=1000, description="approximate length cap of the events stream")
     events_retention_seconds: float = Field(24 * 3600, gt=0, description="events older than this are trimmed")
 
@@ -48,13 +50,13 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     store = PresenceStore(client, keys, maxlen=settings.events_maxlen)
     tracker = PresenceTracker(
         store,
-        lease_seconds=settings.lease_seconds,
-        heartbeat_seconds=settings.heartbeat_seconds,
-        grace_seconds=settings.reconnect_grace_seconds,
+        lease_seconds=settings.presence_lease_seconds,
+        heartbeat_seconds=settings.presence_heartbeat_seconds,
+        grace_seconds=settings.presence_grace_seconds,
         sweep_seconds=settings.presence_sweep_seconds,
     )
-    hub = EventHub(stream, queue_capacity=settings.subscriber_queue, observers=[store.observe])
-    rt = Realtime(hub, tracker, settings.keepalive_seconds, settings.replay_limit)
+    hub = EventHub(stream, queue_capacity=settings.subscriber_queue_size, observers=[store.observe])
+    rt = Realtime(hub, tracker, settings.stream_keepalive_seconds, settings.events_replay_limit)
     tasks = [
         asyncio.create_task(hub.run(), name="events-reader"),
         asyncio.create_task(tracker.run(), name="presence"),

@@ -57,10 +57,10 @@ async def subscribe(
     sub = rt.hub.subscribe(viewer)
     joined = False
     try:
-        yield Ready(viewer, caller.role, caller.expires_at, connection)
         if track_presence:
             await rt.presence.join(viewer.organization_id, viewer.user_id, connection)
             joined = True
+        yield Ready(viewer, caller.role, caller.expires_at, connection)
         boundary = (0, 0)
         last_id = after_id
         if after_id:

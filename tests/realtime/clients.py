@@ -60,7 +60,8 @@ class Recorder:
         while not check(self):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"{what} not received within {timeout}s; got {[e.type for e in self.events]}")
+                got = [e.type for e in self.events]
+                raise AssertionError(f"{what} not received within {timeout}s; got {len(got)}, last {got[-5:]}")
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), remaining)
@@ -113,3 +114,90 @@ class GrpcListener:
     async def close(self) -> None:
         self._call.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+
+
+class WsListener:
+    """A plain WebSocket client of the gateway's /ws, recording frames."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.recorder = Recorder()
+        self.frames: list[dict[str, Any]] = []
+        self.ready: dict[str, Any] | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._ws: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def connect(self, *, subprotocols: list[str] | None = None, **kwargs: Any) -> WsListener:
+        import websockets
+
+        self._ws = await websockets.connect(self.url, subprotocols=subprotocols, open_timeout=10, **kwargs)  # type: ignore[arg-type]
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        import websockets
+
+        try:
+            async for raw in self._ws:
+                frame = json.loads(raw)
+                self.frames.append(frame)
+                if frame["event"] == "ready":
+                    self.ready = frame["data"]
+                    self.recorder.changed.set()
+                elif frame["event"] in ("ping", "resync"):
+                    self.recorder.changed.set()
+                else:
+                    assert frame["id"] == frame["data"]["id"]
+                    self.recorder.add(Received(frame["id"], frame["event"], frame["data"]))
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.close_code = self._ws.close_code
+            self.close_reason = self._ws.close_reason or ""
+            self.recorder.end(f"closed {self.close_code}")
+
+    async def started(self, timeout: float = 10.0) -> WsListener:
+        await self.recorder.wait(lambda r: self.ready is not None or r.ended is not None, timeout, "ready frame")
+        if self.ready is None:
+            raise AssertionError(f"closed before ready: {self.close_code} {self.close_reason}")
+        return self
+
+    async def closed(self, timeout: float = 10.0) -> tuple[int | None, str]:
+        await self.recorder.wait(lambda r: r.ended is not None, timeout, "close")
+        return self.close_code, self.close_reason
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class SioListener:
+    """A python-socketio client, connected the way the original's clients connect."""
+
+    def __init__(self, url: str, *types: str) -> None:
+        import socketio
+
+        self.url = url
+        self.recorder = Recorder()
+        self.errors: list[dict[str, Any]] = []
+        self.client = socketio.AsyncClient(reconnection=False)
+        for t in types:
+            self.client.on(t, lambda data, t=t: self.recorder.add(Received(data.get("id", ""), t, data)))
+        self.client.on("error", self._error)
+        self.client.on("connect_error", self._error)
+        self.client.on("disconnect", lambda *_: self.recorder.end("disconnected"))
+
+    def _error(self, data: dict[str, Any]) -> None:
+        self.errors.append(data)
+        self.recorder.changed.set()
+
+    async def connect(self, auth: dict[str, str]) -> SioListener:
+        await self.client.connect(self.url, auth=auth, transports=["websocket"], wait_timeout=10)
+        return self
+
+    async def close(self) -> None:
+        await self.client.disconnect()

@@ -55,11 +55,11 @@ class RealtimeServer:
 
 
 FAST_PRESENCE = {
-    "lease_seconds": 2.0,
-    "heartbeat_seconds": 0.5,
-    "reconnect_grace_seconds": 1.0,
+    "presence_lease_seconds": 2.0,
+    "presence_heartbeat_seconds": 0.5,
+    "presence_grace_seconds": 1.0,
     "presence_sweep_seconds": 0.2,
-    "keepalive_seconds": 1.0,
+    "stream_keepalive_seconds": 1.0,
 }
 
 

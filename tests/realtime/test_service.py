@@ -109,7 +109,7 @@ async def test_a_subscriber_that_falls_behind_is_told_to_resync(
     from workpulse.outbox import events_stream
     from workpulse.redisconn import Keys
 
-    running, cleanup = await build(Settings(grpc_port=0, redis_prefix=rt_prefix, subscriber_queue=4))
+    running, cleanup = await build(Settings(grpc_port=0, redis_prefix=rt_prefix, subscriber_queue_size=4))
     org = Org.create(tokens)
     stream = events_stream(Keys(rt_prefix))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
