@@ -186,6 +186,9 @@ def _check(
         return RejectReason.FIELD_TOO_LONG, f"url: at most {MAX_URL} characters"
     if len(event.client_event_id) > MAX_CLIENT_EVENT_ID:
         return RejectReason.FIELD_TOO_LONG, f"client_event_id: at most {MAX_CLIENT_EVENT_ID} characters"
+    if event.timestamp is None and window.end_time is not None:
+        # Stamped by the server's clock, which needs no skew allowance: the session is over.
+        return RejectReason.AFTER_SESSION_END, "session: stopped"
     stamp = event.timestamp or now
     if stamp < window.start_time - skew:
         return RejectReason.BEFORE_SESSION_START, "timestamp: before the session started"

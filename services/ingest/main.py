@@ -60,7 +60,12 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     redis = create_client(settings.redis_url)
     keys = Keys(settings.redis_prefix)
     sessions_channel = channel(settings.sessions_addr, identity=runtime.service_identity("ingest", settings))
-    sessions = SessionsPeer(sessions_pb2_grpc.SessionsServiceStub(sessions_channel))
+    # A window read while active bounds what is admitted (SessionWindow); trusting it for
+    # a fraction of the skew allowance keeps that bound from rejecting live events.
+    sessions = SessionsPeer(
+        sessions_pb2_grpc.SessionsServiceStub(sessions_channel),
+        active_ttl=min(1.0, settings.ingest_clock_skew_seconds / 4),
+    )
     uow = UnitOfWork(engine)
     handoff = TotalsHandoff(uow, maintenance, sessions, redeliver_after_seconds=settings.ingest_redeliver_after_seconds)
     writer = ActivityWriter(uow, handoff, sessions, max_concurrent=settings.ingest_max_concurrent_writes)

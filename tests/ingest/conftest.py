@@ -4,7 +4,7 @@ users, and the totals invariant as a query."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.ingest import main as ingest_main
 from services.sessions import main as sessions_main
 from tests.support import TokenFactory
+from workpulse.grpc_server import RunningServer
 from workpulse.ingest.v1 import ingest_pb2 as pb
 from workpulse.ingest.v1 import ingest_pb2_grpc
 from workpulse.sessions.v1 import sessions_pb2 as spb
@@ -46,6 +47,7 @@ class Stack:
     sessions: sessions_pb2_grpc.SessionsServiceAsyncStub
     ingest: ingest_pb2_grpc.IngestServiceAsyncStub
     ingest_address: str
+    sessions_address: str
 
     async def start(self, user: User) -> spb.Session:
         return (await self.sessions.StartSession(spb.StartSessionRequest(), metadata=user.md)).session
@@ -53,6 +55,20 @@ class Stack:
     async def stop(self, user: User, session_id: str) -> spb.Session:
         reply = await self.sessions.StopSession(spb.StopSessionRequest(session_id=session_id), metadata=user.md)
         return reply.session
+
+
+async def start_ingest(
+    sessions_address: str, **overrides: object
+) -> tuple[RunningServer, Callable[[], Awaitable[None]]]:
+    """An ingest server of this process on a free port, talking to the given sessions."""
+    settings = load(ingest_main.Settings, grpc_port=0, sessions_addr=sessions_address, **overrides)
+    running, cleanup = await ingest_main.build(settings)
+
+    async def stop() -> None:
+        await running.drain(1.0)
+        await cleanup()
+
+    return running, stop
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +90,7 @@ async def stack(settings_env: dict[str, str]) -> AsyncIterator[Stack]:
         sessions_pb2_grpc.SessionsServiceStub(s_channel),  # type: ignore[arg-type]
         ingest_pb2_grpc.IngestServiceStub(i_channel),  # type: ignore[arg-type]
         ingest_address,
+        sessions_address,
     )
     await i_channel.close()
     await s_channel.close()

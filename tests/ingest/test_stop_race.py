@@ -1,0 +1,77 @@
+"""Stop racing activity: events stamped before the stop count (even when they arrive after
+it), events stamped after the stop (beyond the clock-skew allowance) are rejected, and the
+totals invariant holds."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import grpc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.ingest.conftest import Stack, UserFactory, event, invariant_violations, start_ingest
+from workpulse.ingest.v1 import ingest_pb2 as pb
+from workpulse.ingest.v1 import ingest_pb2_grpc
+
+SKEW = 0.5
+
+
+async def test_events_stamped_before_the_stop_count_and_later_ones_are_rejected(
+    stack: Stack, make_user: UserFactory, owner_engine: AsyncEngine
+) -> None:
+    running, stop_server = await start_ingest(stack.sessions_address, ingest_clock_skew_seconds=SKEW)
+    user = make_user()
+    session = await stack.start(user)
+    outcomes: list[tuple[datetime, bool]] = []  # (stamp, accepted)
+    stopped_at: list[datetime] = []
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+
+            async def send(stamp: datetime, n: int) -> None:
+                request = pb.RecordActivityRequest(session_id=session.id, event=event(1, at=stamp, client_id=f"e{n}"))
+                try:
+                    reply = await ingest.RecordActivity(request, metadata=user.md)
+                    outcomes.append((stamp, reply.status == pb.EVENT_STATUS_ACCEPTED))
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.details()
+                    outcomes.append((stamp, False))
+
+            async def agent() -> None:
+                n = 0
+                sends: list[asyncio.Task[None]] = []
+                deadline = None
+                while deadline is None or datetime.now(UTC) < deadline:
+                    sends.append(asyncio.create_task(send(datetime.now(UTC), n)))
+                    n += 1
+                    await asyncio.sleep(0.005)
+                    if stopped_at and deadline is None:
+                        deadline = stopped_at[0] + timedelta(seconds=SKEW + 1.5)
+                await asyncio.gather(*sends)
+
+            async def stopper() -> None:
+                await asyncio.sleep(0.3)
+                stopped = await stack.stop(user, session.id)
+                stopped_at.append(stopped.end_time.ToDatetime(tzinfo=UTC))
+
+            await asyncio.gather(agent(), stopper())
+            end = stopped_at[0]
+            # Recorded offline before the stop, uploaded after it.
+            await send(end - timedelta(milliseconds=50), 10_000)
+    finally:
+        await stop_server()
+
+    before = [ok for stamp, ok in outcomes if stamp <= end]
+    after = [ok for stamp, ok in outcomes if stamp > end + timedelta(seconds=SKEW)]
+    assert before and all(before), "an event stamped before the stop was refused"
+    assert after and not any(after), "an event stamped after the stop was counted"
+    async with owner_engine.connect() as conn:
+        latest = (
+            await conn.execute(
+                text('select max("timestamp") from ingest.activity_logs where session_id = :id'), {"id": session.id}
+            )
+        ).scalar_one()
+    assert latest <= end + timedelta(seconds=SKEW)
+    assert await invariant_violations(owner_engine, [session.id]) == []
