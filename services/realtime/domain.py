@@ -15,8 +15,8 @@ OVERTIME_ALERT = "OVERTIME_ALERT"
 
 def parse_stream_id(value: str) -> tuple[int, int]:
     """A Redis stream id ("<ms>-<seq>", or "<ms>") as a comparable pair; ValueError when malformed."""
-    ms, _, seq = value.partition("-")
-    if not ms.isdigit() or (seq and not seq.isdigit()):
+    ms, dash, seq = value.partition("-")
+    if not (ms.isascii() and ms.isdigit()) or (dash and not (seq.isascii() and seq.isdigit())):
         raise ValueError(f"not a stream id: {value!r}")
     return int(ms), int(seq or 0)
 

@@ -1,0 +1,82 @@
+"""The audience rule, stream ids and activity folding: plain rules, no I/O."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from services.realtime.domain import ActivityState, Event, Viewer, next_activity, parse_stream_id
+from services.realtime.hub import EventHub, Subscription
+
+
+def _event(org: str, user: str | None, kind: str = "SESSION_UPDATE", n: int = 1, **data: object) -> Event:
+    payload = {"userId": user, **data} if user else dict(data)
+    return Event.from_entry(f"{n}-0", {"type": kind, "org": org, "ts": f"t{n}", "data": json.dumps(payload)})
+
+
+def test_stream_ids_order_numerically() -> None:
+    assert parse_stream_id("10-0") > parse_stream_id("9-5")
+    assert parse_stream_id("1700000000000-12") > parse_stream_id("1700000000000-2")
+    assert parse_stream_id("5") == (5, 0)
+    for bad in ("", "-1", "a-b", "1-", "1-2-3"):
+        with pytest.raises(ValueError):
+            parse_stream_id(bad)
+
+
+def test_audience_rule() -> None:
+    org, other = str(uuid.uuid4()), str(uuid.uuid4())
+    me, colleague = str(uuid.uuid4()), str(uuid.uuid4())
+    employee, manager = Viewer(me, org, False), Viewer(str(uuid.uuid4()), org, True)
+    mine, theirs, nobodys = _event(org, me), _event(org, colleague), _event(org, None)
+    assert employee.may_see(mine) and not employee.may_see(theirs) and not employee.may_see(nobodys)
+    assert manager.may_see(mine) and manager.may_see(theirs) and manager.may_see(nobodys)
+    assert not manager.may_see(_event(other, me)) and not employee.may_see(_event(other, me))
+
+
+def test_hub_delivers_exactly_what_the_rule_allows() -> None:
+    orgs = [str(uuid.uuid4()) for _ in range(2)]
+    users = {org: [str(uuid.uuid4()) for _ in range(3)] for org in orgs}
+    hub = EventHub(stream=None, queue_capacity=100)  # type: ignore[arg-type]
+    viewers = [Viewer(u, org, i == 0) for org in orgs for i, u in enumerate(users[org])]
+    subs: list[Subscription] = [hub.subscribe(v) for v in viewers]
+    events = [_event(org, u, n=i) for i, (org, u) in enumerate((o, u) for o in orgs for u in [*users[o], None])]
+    for e in events:
+        hub.deliver(e)
+    for sub in subs:
+        assert sub.take() == [e for e in events if sub.viewer.may_see(e)]
+    hub.unsubscribe(subs[0])
+    assert hub.subscribers == len(subs) - 1
+
+
+def test_a_full_queue_overflows_instead_of_growing() -> None:
+    org, user = str(uuid.uuid4()), str(uuid.uuid4())
+    hub = EventHub(stream=None, queue_capacity=3)  # type: ignore[arg-type]
+    sub = hub.subscribe(Viewer(user, org, True))
+    for n in range(10):
+        hub.deliver(_event(org, user, n=n))
+    assert sub.overflowed and sub.take() == []
+
+
+def test_activity_follows_session_updates_and_alerts() -> None:
+    org, user, session = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+
+    def update(n: int, active: int, idle: int, status: str = "active") -> Event:
+        return _event(
+            org, user, n=n, sessionId=session, status=status, total_active_seconds=active, total_idle_seconds=idle
+        )
+
+    started = next_activity(ActivityState(), update(1, 0, 0))
+    assert started == ActivityState(session, True, None, 0, 0)
+    worked = next_activity(started, update(2, 60, 0))
+    assert worked is not None and worked.active and worked.last_activity_at == "t2"
+    idled = next_activity(worked, update(3, 60, 30))
+    assert idled is not None and not idled.active and idled.last_activity_at == "t3"
+    back = next_activity(idled, update(4, 90, 30))
+    assert back is not None and back.active
+    alerted = next_activity(back, _event(org, user, "INACTIVE_ALERT", 5, sessionId=session, idleMinutes=5))
+    assert alerted is not None and not alerted.active and alerted.session_id == session
+    assert next_activity(alerted, update(6, 90, 30, status="stopped")) == ActivityState()
+    assert next_activity(alerted, _event(org, user, "OVERTIME_ALERT", 7)) is None
+    assert ActivityState.from_json(back.to_json()) == back
