@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -64,23 +65,33 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Frame:
     event: str
     data: dict[str, Any]
     id: str | None = None
 
-    def text(self) -> str:
+    @functools.cached_property
+    def json(self) -> str:
         return json.dumps({"event": self.event, "data": self.data, "id": self.id})
+
+    def text(self) -> str:
+        return self.json
 
 
 def event_frame(e: pb.Event) -> Frame:
-    data = json.loads(e.data_json or "{}")
+    return _frame_of(e.id, e.type, e.timestamp, e.data_json)
+
+
+@functools.lru_cache(maxsize=4096)
+def _frame_of(event_id: str, event_type: str, timestamp: str, data_json: str) -> Frame:
+    """Parsed and rendered once per event, however many connections of this gateway get it."""
+    data = json.loads(data_json or "{}")
     if not isinstance(data, dict):
         data = {"value": data}
-    data.setdefault("id", e.id)
-    data.setdefault("timestamp", e.timestamp)
-    return Frame(e.type, data, e.id)
+    data.setdefault("id", event_id)
+    data.setdefault("timestamp", timestamp)
+    return Frame(event_type, data, event_id)
 
 
 class FeedClosed(Exception):

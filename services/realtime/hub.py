@@ -73,6 +73,7 @@ class EventHub:
         self._batch = batch
         # (organization, user) -> subscribers of that user's events; user "*": of all of them.
         self._audiences: dict[tuple[str, str], set[Subscription]] = {}
+        self._observed: asyncio.Queue[list[Event]] = asyncio.Queue(maxsize=1000)
         self.position = ""
         self.started = asyncio.Event()
 
@@ -101,7 +102,13 @@ class EventHub:
                 sub.offer(event)
 
     async def run(self) -> None:
-        """Tails the stream until cancelled, surviving Redis outages without losing its place."""
+        """Tails the stream until cancelled; observers run beside it, never delaying delivery."""
+        async with asyncio.TaskGroup() as group:
+            if self._observers:
+                group.create_task(self._observe())
+            group.create_task(self._tail())
+
+    async def _tail(self) -> None:
         backoff = 0.1
         while True:
             try:
@@ -122,6 +129,14 @@ class EventHub:
             self.position = events[-1].id
             for event in events:
                 self.deliver(event)
+            try:
+                self._observed.put_nowait(events)
+            except asyncio.QueueFull:
+                logger.warning("observers fell behind; %d events not observed", len(events))
+
+    async def _observe(self) -> None:
+        while True:
+            events = await self._observed.get()
             for observe in self._observers:
                 try:
                     await observe(events)

@@ -196,9 +196,10 @@ class PresenceStore:
         if not relevant:
             return
         pairs = sorted({(e.organization_id, e.user_id) for e in relevant if e.user_id})
-        raw = cast(
-            list[str | None], await asyncio.gather(*(self._client.hget(self._key(o, "activity"), u) for o, u in pairs))
-        )
+        async with self._client.pipeline(transaction=False) as pipe:
+            for org, user in pairs:
+                pipe.hget(self._key(org, "activity"), user)
+            raw = cast(list[str | None], await pipe.execute())
         states = {pair: ActivityState.from_json(r) for pair, r in zip(pairs, raw, strict=True)}
         latest: dict[tuple[str, str], tuple[Event, ActivityState]] = {}
         for event in relevant:
@@ -207,9 +208,13 @@ class PresenceStore:
             if changed is not None:
                 states[pair] = changed
                 latest[pair] = (event, changed)
-        for (org, user), (event, state) in latest.items():
-            ms, seq = parse_stream_id(event.id)
-            await self._activity(keys=[self._key(org, "activity")], args=[user, ms, seq, state.to_json()])
+        async with self._client.pipeline(transaction=False) as pipe:
+            for (org, user), (event, state) in latest.items():
+                ms, seq = parse_stream_id(event.id)
+                await self._activity(
+                    keys=[self._key(org, "activity")], args=[user, ms, seq, state.to_json()], client=pipe
+                )
+            await pipe.execute()
 
 
 class PresenceTracker:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -59,7 +60,9 @@ class RealtimeServicer(pb_grpc.RealtimeServiceServicer):
         return pb.DisconnectResponse()
 
 
+@functools.lru_cache(maxsize=4096)
 def _event(e: Event) -> pb.Event:
+    """Built once per event, however many subscribers receive it."""
     return pb.Event(
         id=e.id, type=e.type, organization_id=e.organization_id, timestamp=e.timestamp, data_json=e.data_json
     )

@@ -20,7 +20,8 @@ from workpulse.redisconn import Keys
 
 
 async def _types(redis: aioredis.Redis, stream: str) -> list[str]:
-    return [fields["type"] for _, fields in await redis.xrange(stream)]
+    entries: list[tuple[str, dict[str, str]]] = await redis.xrange(stream)  # type: ignore[assignment]
+    return [fields["type"] for _, fields in entries]
 
 
 async def test_transitions_are_published_once_whatever_the_replicas_race(redis: aioredis.Redis, rt_prefix: str) -> None:
