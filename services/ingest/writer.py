@@ -1,18 +1,20 @@
 """Group commit for activity: concurrent writes of one organization share transactions.
 
-Each organization has a lane. A write joins the lane's queue; up to ``max_concurrent``
-flushes per lane run at once, each taking everything queued (up to ``max_events``). So a
-lone request is written at once, and under contention (100 requests on one session, or
-many agents of one organization) requests share one transaction and one hand-off per
-session instead of queueing on the session's row lock.
+Writes queue per organization. At most ``max_concurrent`` flushes run at once in the
+process (about the size of the connection pool, so requests queue here, in order,
+rather than on the pool); a free slot takes everything queued for the organization
+waiting longest (up to ``max_events``). A lone request is written at once; under
+contention (100 requests on one session, or many agents of one organization) requests
+share one transaction and one hand-off per session instead of queueing on row locks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from services.ingest.domain import NewEvent, SessionTotals, SessionWindow, TotalsDelta, totals_delta
@@ -39,12 +41,6 @@ class _Write:
     done: asyncio.Future[WriteResult]
 
 
-@dataclass
-class _Lane:
-    queue: list[_Write] = field(default_factory=list)
-    running: int = 0
-
-
 class ActivityWriter:
     def __init__(
         self,
@@ -53,42 +49,55 @@ class ActivityWriter:
         sessions: SessionsPeer,
         *,
         max_events: int = 4000,
-        max_concurrent: int = 4,
+        max_concurrent: int = 8,
     ) -> None:
         self._uow = uow
         self._handoff = handoff
         self._sessions = sessions
         self._max_events = max_events
         self._max_concurrent = max_concurrent
-        self._lanes: dict[str, _Lane] = {}
+        # Organizations with queued writes, the longest waiting first.
+        self._queues: OrderedDict[str, list[_Write]] = OrderedDict()
+        self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def write(self, window: SessionWindow, events: list[NewEvent]) -> WriteResult:
         done: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        lane = self._lanes.setdefault(window.organization_id, _Lane())
-        lane.queue.append(_Write(window, events, done))
-        self._start_flushes(window.organization_id)
+        self._queues.setdefault(window.organization_id, []).append(_Write(window, events, done))
+        self._start_flushes()
         return await done
 
-    def _start_flushes(self, organization_id: str) -> None:
-        lane = self._lanes[organization_id]
-        while lane.queue and lane.running < self._max_concurrent:
+    def _start_flushes(self) -> None:
+        while self._queues and self._running < self._max_concurrent:
+            organization_id, queue = next(iter(self._queues.items()))
             batch: list[_Write] = []
             size = 0
-            while lane.queue and (not batch or size + len(lane.queue[0].events) <= self._max_events):
-                write = lane.queue.pop(0)
+            while queue and (not batch or size + len(queue[0].events) <= self._max_events):
+                write = queue.pop(0)
                 batch.append(write)
                 size += len(write.events)
-            lane.running += 1
+            if queue:
+                self._queues.move_to_end(organization_id)
+            else:
+                del self._queues[organization_id]
+            self._running += 1
             task = asyncio.create_task(self._flush(organization_id, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        if not lane.queue and lane.running == 0:
-            del self._lanes[organization_id]
 
     async def _flush(self, organization_id: str, batch: list[_Write]) -> None:
+        slot_held = True
+
+        def release_slot() -> None:
+            # The slot bounds transactions; applying totals happens outside it.
+            nonlocal slot_held
+            if slot_held:
+                slot_held = False
+                self._running -= 1
+                self._start_flushes()
+
         try:
-            await self._write_batch(organization_id, batch)
+            await self._write_batch(organization_id, batch, release_slot)
         except BaseException as exc:
             for write in batch:
                 if not write.done.done():
@@ -96,10 +105,9 @@ class ActivityWriter:
             if not isinstance(exc, Exception):
                 raise
         finally:
-            self._lanes[organization_id].running -= 1
-            self._start_flushes(organization_id)
+            release_slot()
 
-    async def _write_batch(self, organization_id: str, batch: list[_Write]) -> None:
+    async def _write_batch(self, organization_id: str, batch: list[_Write], stored_hook: Callable[[], None]) -> None:
         windows = {w.window.session_id: w.window for w in batch}
         # The same event may come in two writes of one flush (a resend racing the first
         # attempt): the first write owns it, the others see it as a duplicate.
@@ -132,6 +140,7 @@ class ActivityWriter:
             return stored, [PendingHandoff(ids[d.session_id], d) for d in deltas]
 
         stored, handoffs = await self._uow.retrying(store)
+        stored_hook()
         stored_keys = {(k.session_id, k.client_event_id, k.timestamp) for k in stored}
 
         def new_in(n: int, w: _Write) -> list[NewEvent]:
