@@ -58,6 +58,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_UNAVAILABLE = 4503
 QUEUE_CAPACITY = 256
 RESUBSCRIBE_SECONDS = 10.0
+OPEN_TIMEOUT_SECONDS = 10.0
 _RETRIABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
@@ -147,9 +148,11 @@ class Feed:
             raise FeedClosed(CLOSE_UNAUTHENTICATED, "missing bearer token")
         self._call = self._subscribe()
         try:
-            first = await self._call.read()
+            first = await asyncio.wait_for(self._call.read(), OPEN_TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as exc:
             raise _closed(exc) from None
+        except TimeoutError:
+            raise FeedClosed(CLOSE_UNAVAILABLE, "realtime service unavailable") from None
         if not isinstance(first, pb.SubscribeResponse) or first.WhichOneof("kind") != "ready":
             raise FeedClosed(CLOSE_UNAVAILABLE, "realtime service unavailable")
         self.ready = first.ready
@@ -184,8 +187,8 @@ class Feed:
     async def _resubscribe(self) -> None:
         self._call.cancel()
         self._call = self._subscribe()
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            first = await self._call.read()
+        with contextlib.suppress(grpc.aio.AioRpcError, TimeoutError):
+            first = await asyncio.wait_for(self._call.read(), OPEN_TIMEOUT_SECONDS)
             if isinstance(first, pb.SubscribeResponse) and first.WhichOneof("kind") == "ready":
                 return
         # The next read fails again and the retry loop above decides.

@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.realtime import use_cases
 from services.realtime.domain import Event, Keepalive, Ready, Resync, StreamItem
 from services.realtime.presence import UserPresence
+from services.realtime.stream import store_errors
 from services.realtime.use_cases import Realtime
 from workpulse.interceptors import principal
 from workpulse.realtime.v1 import realtime_pb2 as pb
@@ -29,34 +30,38 @@ class RealtimeServicer(pb_grpc.RealtimeServiceServicer):
             track_presence=request.track_presence,
             connection_id=request.connection_id,
         )
-        async for item in items:
-            yield _pack(item)
+        with store_errors():
+            async for item in items:
+                yield _pack(item)
 
     async def GetPresence(self, request: pb.GetPresenceRequest, context: object) -> pb.GetPresenceResponse:
-        users = await use_cases.get_presence(self._rt, principal())
+        with store_errors():
+            users = await use_cases.get_presence(self._rt, principal())
         return pb.GetPresenceResponse(users=[_presence(u) for u in users])
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: object) -> pb.HeartbeatResponse:
-        await use_cases.heartbeat(
-            self._rt,
-            principal(),
-            connection_id=request.connection_id,
-            user_id=request.user_id,
-            organization_id=request.organization_id,
-        )
+        with store_errors():
+            await use_cases.heartbeat(
+                self._rt,
+                principal(),
+                connection_id=request.connection_id,
+                user_id=request.user_id,
+                organization_id=request.organization_id,
+            )
         return pb.HeartbeatResponse(
             lease_seconds=self._rt.presence.lease_ms // 1000,
             heartbeat_interval_seconds=max(1, int(self._rt.presence.heartbeat_seconds)),
         )
 
     async def Disconnect(self, request: pb.DisconnectRequest, context: object) -> pb.DisconnectResponse:
-        await use_cases.disconnect(
-            self._rt,
-            principal(),
-            connection_id=request.connection_id,
-            user_id=request.user_id,
-            organization_id=request.organization_id,
-        )
+        with store_errors():
+            await use_cases.disconnect(
+                self._rt,
+                principal(),
+                connection_id=request.connection_id,
+                user_id=request.user_id,
+                organization_id=request.organization_id,
+            )
         return pb.DisconnectResponse()
 
 

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from services.realtime.domain import Event, parse_stream_id
+from workpulse.errors import Unavailable
 from workpulse.outbox import events_stream
 from workpulse.redisconn import Keys
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """A Redis outage surfaces as Unavailable (the caller may retry), not as an internal error."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise Unavailable("the events store is unavailable") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from services.realtime.domain import Event, Keepalive, Ready, Resync, StreamItem, Viewer, parse_stream_id
 from services.realtime.hub import EventHub
 from services.realtime.presence import PresenceTracker, UserPresence
-from workpulse.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from workpulse.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
 from workpulse.identity import Principal
 
 MAX_CONNECTION_ID = 128
+REPLAY_CHUNK = 500
+STARTUP_WAIT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,10 @@ async def subscribe(
             parse_stream_id(after_id)
         except ValueError:
             raise InvalidArgument("after_id: not an event id", field="after_id") from None
-    await rt.hub.started.wait()
+    try:
+        await asyncio.wait_for(rt.hub.started.wait(), STARTUP_WAIT_SECONDS)
+    except TimeoutError:
+        raise Unavailable("the events stream is not reachable yet") from None
     # Registered before the replay is read, so nothing falls between replay and live.
     sub = rt.hub.subscribe(viewer)
     joined = False
@@ -71,7 +76,8 @@ async def subscribe(
                 yield Resync("events after this id are no longer retained", after_id)
             elif missed:
                 last_id = missed[-1].id
-                yield missed
+                for start in range(0, len(missed), REPLAY_CHUNK):  # keeps each message small
+                    yield missed[start : start + REPLAY_CHUNK]
         while True:
             remaining = caller.expires_at - time.time()
             if remaining <= 0:
@@ -110,8 +116,11 @@ async def get_presence(rt: Realtime, caller: Principal) -> list[UserPresence]:
 def _lease_owner(caller: Principal, user_id: str, organization_id: str) -> tuple[str, str]:
     """Users hold leases for themselves; services (e.g. ingest for an agent) name the user."""
     if caller.is_service:
-        if not user_id or not organization_id:
-            raise InvalidArgument("user_id and organization_id are required for service callers", field="user_id")
+        for value, name in ((user_id, "user_id"), (organization_id, "organization_id")):
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                raise InvalidArgument(f"{name}: a UUID is required for service callers", field=name) from None
         return organization_id, user_id
     if user_id and user_id != caller.subject:
         raise PermissionDenied("users hold presence leases only for themselves")
