@@ -22,10 +22,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import psutil
 import psycopg
 
 from tests.bench.harness import BenchEnv, Row, peak_rss_mb
 from tests.e2e.agent import Agent, make_batches
+from tests.support import Mesh
 from workpulse.sessions.v1 import sessions_pb2 as spb
 from workpulse.sessions.v1 import sessions_pb2_grpc
 
@@ -207,6 +209,16 @@ async def sustained_scenario(
     return len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000, failures
 
 
+def _cpu_seconds(mesh: Mesh) -> dict[str, float]:
+    """User plus system CPU seconds each process of ``mesh`` has used so far."""
+    found = {}
+    for name, p in mesh.processes.items():
+        assert p.proc is not None
+        times = psutil.Process(p.proc.pid).cpu_times()
+        found[name] = times.user + times.system
+    return found
+
+
 async def run(env: BenchEnv) -> list[Row]:
     mesh = env.start_mesh(only=("auth", "sessions", "ingest", "gateway"))
     sessions_address, ingest_address = mesh.address("sessions"), mesh.address("ingest")
@@ -232,17 +244,22 @@ async def run(env: BenchEnv) -> list[Row]:
     rows.append(Row("original: 100 parallel POST activity", "wall ms", wall_ms))
     rows.append(Row("original: 100 parallel POST activity", "201 responses", ok, 100, "requests sent", "= 1x"))
 
-    clients = []
-    for _ in range(REST_CLIENTS):
-        user_token = env.tokens.user(role="employee", ttl=3600)
-        clients.append((user_token, (await _start_session(sessions_address, user_token)).id))
-    rate, p50, p99, failures = await sustained_scenario(host, int(port), clients, REST_SECONDS)
     raw_rate = await raw_transactions_baseline(env.database_url, min(REST_SECONDS, 10.0))
-    name = f"sustained REST, {REST_CLIENTS} clients x {REST_CLIENTS} sessions"
-    rows.append(Row(name, "requests/s", rate, raw_rate, "raw 1-row tx, 1 conn", ">= 1x"))
-    rows.append(Row(name, "p50 ms", p50))
-    rows.append(Row(name, "p99 ms", p99))
-    rows.append(Row(name, "non-201 responses", failures))
+    for label, shared_org in (("50 orgs", None), ("1 org", str(uuid.uuid4()))):
+        clients = []
+        for _ in range(REST_CLIENTS):
+            user_token = env.tokens.user(org=shared_org, role="employee", ttl=3600)
+            clients.append((user_token, (await _start_session(sessions_address, user_token)).id))
+        before = _cpu_seconds(mesh)
+        rate, p50, p99, failures = await sustained_scenario(host, int(port), clients, REST_SECONDS)
+        spent = {k: v - before[k] for k, v in _cpu_seconds(mesh).items()}
+        name = f"sustained REST, {REST_CLIENTS} clients on {REST_CLIENTS} sessions, {label}"
+        rows.append(Row(name, "requests/s", rate, raw_rate, "raw 1-row tx, 1 conn", ">= 1x"))
+        rows.append(Row(name, "p50 ms", p50))
+        rows.append(Row(name, "p99 ms", p99))
+        rows.append(Row(name, "non-201 responses", failures))
+        for process in ("gateway", "ingest", "sessions"):
+            rows.append(Row(name, f"CPU ms/request: {process}", 1000 * spent[process] / (rate * REST_SECONDS)))
 
     for process, mib in sorted(peak_rss_mb(mesh).items()):
         rows.append(Row(f"peak RSS: {process}", "MiB", mib))
