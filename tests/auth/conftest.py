@@ -3,6 +3,7 @@ in front of it (httpx over ASGI, real gRPC underneath), and helpers that sign pe
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -11,7 +12,6 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from starlette.applications import Starlette
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
@@ -61,24 +61,35 @@ def stub(auth_server: AuthServer) -> auth_pb2_grpc.AuthServiceAsyncStub:
 
 
 class GatewayClient:
-    """The gateway app (its lifespan run by hand) behind an httpx client, as a browser at ``address``."""
+    """The gateway app behind an httpx client, as a browser at ``address`` would reach it.
+
+    httpx's ASGI transport does not run the lifespan, so this drives the ASGI lifespan
+    protocol itself (the app may be wrapped, e.g. by Socket.IO, so no Starlette internals).
+    """
 
     def __init__(self, auth_address: str, address: str = "127.0.0.1") -> None:
-        app = create_app(load(GatewaySettings, auth_addr=auth_address))
-        assert isinstance(app, Starlette)
-        self.app = app
+        self.app = create_app(load(GatewaySettings, auth_addr=auth_address))
         self.address = address
+        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def _lifespan(self, event: str) -> None:
+        await self._to_app.put({"type": f"lifespan.{event}"})
+        reply = await asyncio.wait_for(self._from_app.get(), timeout=10)
+        assert reply["type"] == f"lifespan.{event}.complete", reply
 
     async def __aenter__(self) -> httpx.AsyncClient:
-        self._lifespan = self.app.router.lifespan_context(self.app)
-        await self._lifespan.__aenter__()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self._task = asyncio.create_task(self.app(scope, self._to_app.get, self._from_app.put))
+        await self._lifespan("startup")
         transport = httpx.ASGITransport(app=self.app, client=(self.address, 40000))
         self._client = httpx.AsyncClient(transport=transport, base_url="http://gateway")
         return self._client
 
     async def __aexit__(self, *exc: object) -> None:
         await self._client.aclose()
-        await self._lifespan.__aexit__(None, None, None)
+        await self._lifespan("shutdown")
+        await self._task
 
 
 @pytest.fixture(scope="session")
