@@ -192,3 +192,11 @@ def invite_ttl_hours(requested: int, default: int) -> int:
     if not 1 <= hours <= INVITE_MAX_TTL_HOURS:
         raise InvalidArgument(f"ttl_hours: must be between 1 and {INVITE_MAX_TTL_HOURS}", field="ttl_hours")
     return hours
+
+
+def client_host(address: str) -> str:
+    """Log-in limits count per host, not per connection: drop a gRPC peer's scheme and port."""
+    scheme, sep, rest = address.partition(":")
+    if sep and scheme in ("ipv4", "ipv6"):
+        address = rest.rsplit(":", 1)[0].strip("[]")
+    return address or "unknown"

@@ -30,6 +30,7 @@ from services.auth.domain import (
     check_password_size,
     check_timezone,
     clean_name,
+    client_host,
     invite_ttl_hours,
     may_invite,
     normalize_email,
@@ -135,7 +136,7 @@ async def log_in(a: Adapters, cmd: commands.LogIn) -> Session:
     account_key = a.keys.tenant(org_id, "login", digest(email)[:32])
     window = a.policy.login_window_seconds
     await a.limiter.hit(
-        a.keys.key("login", "address", _host(cmd.client_address)),
+        a.keys.key("login", "address", client_host(cmd.client_address)),
         limit=a.policy.login_attempts_per_address,
         window_seconds=window,
         what="log-in attempts from this address",
@@ -263,14 +264,6 @@ async def _open_session(conn: AsyncConnection, a: Adapters, user: User, *, famil
         ttl_seconds=a.policy.refresh_token_ttl_seconds,
     )
     return Session(user, a.access_tokens.mint(user), refresh_token, a.access_tokens.lifetime_seconds)
-
-
-def _host(address: str) -> str:
-    """Rate limits count per host, not per connection: drop the gRPC peer's scheme and port."""
-    scheme, sep, rest = address.partition(":")
-    if sep and scheme in ("ipv4", "ipv6"):
-        address = rest.rsplit(":", 1)[0].strip("[]")
-    return address or "unknown"
 
 
 def _encode_cursor(user: User) -> str:
