@@ -108,7 +108,7 @@ class TotalsHandoff:
             await conn.execute(text("set local synchronous_commit = off"))
             await HandoffRepository(conn).mark_applied_unless_busy(ids)
 
-    async def run_marker(self, interval: float = 0.05) -> None:
+    async def run_marker(self, interval: float = 0.1) -> None:
         while True:
             await self._applied_added.wait()
             self._applied_added.clear()

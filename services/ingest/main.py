@@ -43,6 +43,9 @@ class Settings(GrpcServiceSettings):
         8, ge=1, le=64, description="concurrent group commits in the process (keep below DB_POOL_SIZE)"
     )
     ingest_redeliver_after_seconds: float = Field(3.0, gt=0, description="age of an unconfirmed hand-off to resend")
+    ingest_events_poll_seconds: float = Field(
+        0.25, gt=0, le=5, description="how often ACTIVITY_RECORDED events are relayed (batched, no per-write wake-up)"
+    )
     ingest_partition_days_ahead: int = Field(7, ge=1, le=366, description="daily partitions ensured at start-up")
 
 
@@ -81,7 +84,11 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     add = ingest_pb2_grpc.add_IngestServiceServicer_to_server
     servicers = [Servicer(SERVICE_NAME, lambda server: add(servicer, server)), *contributed_servicers(maintenance)]
     relay = OutboxRelay(
-        maintenance, SCHEMA, {EVENTS_TOPIC: StreamPublisher(redis, keys, SCHEMA)}, listen_url=settings.database_url
+        maintenance,
+        SCHEMA,
+        {EVENTS_TOPIC: StreamPublisher(redis, keys, SCHEMA)},
+        listen_url=settings.database_url,
+        poll_seconds=settings.ingest_events_poll_seconds,
     )
     tasks = [
         asyncio.create_task(relay.run(), name="ingest-outbox-relay"),

@@ -28,32 +28,33 @@ DEFAULT_BATCH = 2000
 DEFAULT_TOP_APPS = 5
 MAX_WINDOWS = 20000
 
-# One pass over the events of the windows (the bounds let PostgreSQL prune partitions):
-# sums per (window number, app), then per window the totals and the top apps by active
-# seconds. Grouping on the window's ordinal keeps the sort keys narrow.
+# Per window, a lateral aggregate over its own events (an index range scan): sums per app,
+# then the totals and the top apps by active seconds. Each window's handful of rows is
+# grouped in memory; one big sort of every event would spill to disk. Windows without
+# events are left out.
 _ACTIVITY_TOTALS = """
 with w as (
     select * from unnest(cast(:orgs as uuid[]), cast(:users as uuid[]), cast(:starts as timestamptz[]),
-                         cast(:ends as timestamptz[])) with ordinality as w(org, usr, ws, we, k)
-), per_app as (
-    select w.k, a.app_name,
-           coalesce(sum(a.duration_seconds) filter (where a.activity_type = 'active'), 0) as active,
-           coalesce(sum(a.duration_seconds) filter (where a.activity_type = 'idle'), 0) as idle
-    from w
-    join ingest.activity_logs a
-      on a.organization_id = w.org and a.user_id = w.usr and a."timestamp" >= w.ws and a."timestamp" < w.we
-    where a."timestamp" >= :lower and a."timestamp" < :upper
-    group by w.k, a.app_name
-), per_window as (
-    select k, sum(active)::bigint as active, sum(idle)::bigint as idle,
-           (array_agg(app_name order by active desc, app_name) filter (where app_name <> '' and active > 0))[1:(:top)]
-               as apps,
-           (array_agg(active order by active desc, app_name) filter (where app_name <> '' and active > 0))[1:(:top)]
-               as secs
-    from per_app group by k
+                         cast(:ends as timestamptz[])) as w(org, usr, ws, we)
 )
-select w.org::text, w.usr::text, w.ws, p.active, p.idle, p.apps, p.secs
-from per_window p join w using (k)
+select w.org::text, w.usr::text, w.ws, t.active, t.idle, t.apps, t.secs
+from w cross join lateral (
+    select sum(p.active)::bigint as active, sum(p.idle)::bigint as idle,
+           (array_agg(p.app_name order by p.active desc, p.app_name)
+               filter (where p.app_name <> '' and p.active > 0))[1:(:top)] as apps,
+           (array_agg(p.active order by p.active desc, p.app_name)
+               filter (where p.app_name <> '' and p.active > 0))[1:(:top)] as secs
+    from (
+        select a.app_name,
+               coalesce(sum(a.duration_seconds) filter (where a.activity_type = 'active'), 0) as active,
+               coalesce(sum(a.duration_seconds) filter (where a.activity_type = 'idle'), 0) as idle
+        from ingest.activity_logs a
+        where a.organization_id = w.org and a.user_id = w.usr and a."timestamp" >= w.ws and a."timestamp" < w.we
+          and a."timestamp" >= :lower and a."timestamp" < :upper
+        group by a.app_name
+    ) p
+) t
+where t.active is not null
 """
 
 

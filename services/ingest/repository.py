@@ -38,17 +38,16 @@ _INSERT_EVENTS = text(
     """
 )
 
-# Both outbox rows of a write in one round trip, waking the events relay at commit.
+# Every outbox row of a write in one round trip. No NOTIFY: at one commit per request it
+# would wake the events relay once per request; the relay polls every quarter second
+# instead and publishes the ACTIVITY_RECORDED events of all writes since in one pass.
 _INSERT_OUTBOX = text(
     """
-    with added as (
-        insert into ingest.outbox (organization_id, topic, event_type, payload)
-        select cast(:org as uuid), r.topic, r.event_type, r.payload
-        from unnest(cast(:topics as text[]), cast(:types as text[]), cast(:payloads as jsonb[]))
-            as r(topic, event_type, payload)
-        returning id, topic, payload ->> 'session_id' as session_id
-    )
-    select added.id, added.topic, added.session_id from added cross join (select pg_notify('ingest_outbox', '')) n
+    insert into ingest.outbox (organization_id, topic, event_type, payload)
+    select cast(:org as uuid), r.topic, r.event_type, r.payload
+    from unnest(cast(:topics as text[]), cast(:types as text[]), cast(:payloads as jsonb[]))
+        as r(topic, event_type, payload)
+    returning id, topic, payload ->> 'session_id' as session_id
     """
 )
 
