@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.auth import commands
 from services.auth.domain import (
     ORGANIZATION_CREATED,
+    ORGANIZATION_NAME_MAX_LENGTH,
     USER_REGISTERED,
     IssuedInvite,
     Organization,
@@ -79,7 +80,7 @@ async def sign_up(a: Adapters, cmd: commands.SignUp) -> tuple[Organization, Sess
     email = normalize_email(cmd.email)
     check_new_password(cmd.password)
     name = clean_name(cmd.name)
-    org_name = clean_name(cmd.organization_name, field="organization_name", max_length=200)
+    org_name = clean_name(cmd.organization_name, field="organization_name", max_length=ORGANIZATION_NAME_MAX_LENGTH)
     timezone = check_timezone(cmd.timezone)
     password_hash = await a.passwords.hash(cmd.password)
     org_id = str(uuid.uuid4())
