@@ -77,6 +77,14 @@ def _auth(request: Request) -> auth_pb2_grpc.AuthServiceAsyncStub:
     return stub
 
 
+def _anonymous(request: Request) -> Request:
+    """The request without its bearer token. Browsers often attach their (possibly expired)
+    access token to every call; register, log-in, refresh and log-out must not fail on it,
+    and need no token, so none is forwarded."""
+    headers = [(k, v) for k, v in request.scope["headers"] if k != b"authorization"]
+    return Request({**request.scope, "headers": headers}, request.receive)
+
+
 def _time(stamp: Timestamp, present: bool = True) -> str | None:
     if not present:
         return None
@@ -114,7 +122,7 @@ async def register(request: Request) -> JSONResponse:
         raise HTTPError(400, "organization_name: give either organization_name, or organization_id and invite_token")
     if body.organization_name is not None:
         signed_up = await call(
-            request,
+            _anonymous(request),
             _auth(request).SignUp,
             auth_pb2.SignUpRequest(
                 email=body.email,
@@ -130,7 +138,7 @@ async def register(request: Request) -> JSONResponse:
     if not body.invite_token:
         raise HTTPError(400, "invite_token: joining an organization needs an invite")
     joined = await call(
-        request,
+        _anonymous(request),
         _auth(request).RegisterWithInvite,
         auth_pb2.RegisterWithInviteRequest(
             email=body.email,
@@ -147,7 +155,7 @@ async def register(request: Request) -> JSONResponse:
 async def login(request: Request) -> JSONResponse:
     body = await parse_body(request, LogInBody)
     reply = await call(
-        request,
+        _anonymous(request),
         _auth(request).LogIn,
         auth_pb2.LogInRequest(email=body.email, password=body.password, organization_id=body.organization_id),
     )
@@ -157,14 +165,16 @@ async def login(request: Request) -> JSONResponse:
 @documented("Exchange a refresh token for a new token pair (rotation)", body=RefreshBody, auth=False)
 async def refresh(request: Request) -> JSONResponse:
     body = await parse_body(request, RefreshBody)
-    reply = await call(request, _auth(request).Refresh, auth_pb2.RefreshRequest(refresh_token=body.refresh_token))
+    reply = await call(
+        _anonymous(request), _auth(request).Refresh, auth_pb2.RefreshRequest(refresh_token=body.refresh_token)
+    )
     return JSONResponse(session_json(reply.user, reply.tokens))
 
 
 @documented("Revoke a refresh token (and the tokens rotated from it)", body=RefreshBody, status=204, auth=False)
 async def logout(request: Request) -> Response:
     body = await parse_body(request, RefreshBody)
-    await call(request, _auth(request).LogOut, auth_pb2.LogOutRequest(refresh_token=body.refresh_token))
+    await call(_anonymous(request), _auth(request).LogOut, auth_pb2.LogOutRequest(refresh_token=body.refresh_token))
     return Response(status_code=204)
 
 

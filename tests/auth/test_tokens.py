@@ -230,3 +230,15 @@ async def test_refresh_tokens_are_stored_hashed(
     assert len(hashes) == 1
     secret = member.refresh_token.split(".", 1)[1]
     assert secret not in hashes[0]
+
+
+async def test_public_routes_ignore_a_stale_bearer_the_browser_attaches(
+    gateway: httpx.AsyncClient, stub: auth_pb2_grpc.AuthServiceAsyncStub, tokens: TokenFactory
+) -> None:
+    member = await sign_up(stub)
+    stale = {"authorization": f"Bearer {expired(member, tokens)}"}
+    refreshed = await gateway.post("/auth/refresh", json={"refresh_token": member.refresh_token}, headers=stale)
+    assert refreshed.status_code == 200, refreshed.text
+    body = {"email": member.email, "password": "correct horse battery", "organization_id": member.org}
+    assert (await gateway.post("/auth/login", json=body, headers=stale)).status_code == 200
+    assert (await gateway.post("/auth/logout", json=refreshed.json(), headers=stale)).status_code == 204
