@@ -206,13 +206,15 @@ class Outbox:
         self.capacity = capacity
         self.dropped = 0
         self.wake = asyncio.Event()
+        self.last_sent: str | None = None  # the id of the last event handed to the client
         self._frames: deque[Frame] = deque()
 
     def put(self, frame: Frame) -> None:
         if len(self._frames) >= self.capacity:
             self.dropped += len(self._frames)
             self._frames.clear()
-            self._frames.append(Frame("resync", {"reason": "client fell too far behind", "lastId": frame.id}))
+            # Reconnecting with ?after=<lastId> replays what was dropped (while retained).
+            self._frames.append(Frame("resync", {"reason": "client fell too far behind", "lastId": self.last_sent}))
         self._frames.append(frame)
         self.wake.set()
 
@@ -220,7 +222,10 @@ class Outbox:
         while not self._frames:
             self.wake.clear()
             await self.wake.wait()
-        return self._frames.popleft()
+        frame = self._frames.popleft()
+        if frame.id is not None:
+            self.last_sent = frame.id
+        return frame
 
 
 def _token_of(ws: WebSocket) -> tuple[str, str | None]:
@@ -325,6 +330,7 @@ class SocketIOEndpoint:
 
     async def _pump(self, sid: str, feed: Feed) -> None:
         behind = False
+        last_sent: str | None = None
         try:
             async for frame in feed.frames():
                 if frame.event == "ping":
@@ -335,8 +341,10 @@ class SocketIOEndpoint:
                     continue
                 if behind:
                     behind = False
-                    await self.sio.emit("resync", {"reason": "client fell too far behind", "lastId": frame.id}, to=sid)
+                    resync = {"reason": "client fell too far behind", "lastId": last_sent}
+                    await self.sio.emit("resync", resync, to=sid)
                 await self.sio.emit(frame.event, frame.data, to=sid)
+                last_sent = frame.id or last_sent
         except FeedClosed as exc:
             status = 401 if exc.code == CLOSE_UNAUTHENTICATED else 503
             await self.sio.emit("error", {"statusCode": status, "message": exc.reason}, to=sid)

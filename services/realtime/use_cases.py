@@ -15,7 +15,7 @@ from workpulse.errors import InvalidArgument, PermissionDenied, Unauthenticated,
 from workpulse.identity import Principal
 
 MAX_CONNECTION_ID = 128
-REPLAY_CHUNK = 500
+REPLAY_CHUNK = 100
 STARTUP_WAIT_SECONDS = 5.0
 
 

@@ -21,12 +21,14 @@ def test_event_frame_carries_payload_id_and_timestamp() -> None:
 
 async def test_outbox_overflow_drops_the_backlog_for_one_resync() -> None:
     box = Outbox(capacity=3)
-    for n in range(5):
+    box.put(Frame("SESSION_UPDATE", {"n": 0}, "0-0"))
+    assert (await box.get()).id == "0-0"  # delivered
+    for n in range(1, 6):
         box.put(Frame("SESSION_UPDATE", {"n": n}, f"{n}-0"))
     got = [await box.get() for _ in range(3)]
     assert [f.event for f in got] == ["resync", "SESSION_UPDATE", "SESSION_UPDATE"]
-    assert got[0].data["lastId"] == "3-0"
-    assert [f.data["n"] for f in got[1:]] == [3, 4]
+    assert got[0].data["lastId"] == "0-0"  # resume after it to replay what was dropped
+    assert [f.data["n"] for f in got[1:]] == [4, 5]
     assert box.dropped == 3
     waiting = asyncio.create_task(box.get())
     await asyncio.sleep(0)
