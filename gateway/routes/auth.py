@@ -96,7 +96,7 @@ def user_json(user: auth_pb2.User) -> dict[str, Any]:
         "id": user.id,
         "email": user.email,
         "name": user.name,
-        "role": ROLE_NAME.get(user.role, "employee"),
+        "role": ROLE_NAME[user.role],
         "organization_id": user.organization_id,
         "status": user.status,
         "timezone": user.timezone,
@@ -216,7 +216,7 @@ async def create_invite(request: Request) -> JSONResponse:
         "id": reply.id,
         "organization_id": reply.organization_id,
         "email": reply.email,
-        "role": ROLE_NAME.get(reply.role, body.role),
+        "role": ROLE_NAME[reply.role],
         "token": reply.token,
         "expires_at": _time(reply.expires_at),
     }

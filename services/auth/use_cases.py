@@ -163,12 +163,11 @@ async def refresh(a: Adapters, refresh_token: str) -> Session:
     org_id = refresh_token_tenant(refresh_token)
     if org_id is None:
         raise Unauthenticated(BAD_REFRESH_TOKEN)
-    refusal = BAD_REFRESH_TOKEN
     async with a.uow.tenant(org_id) as conn:
         tokens = RefreshTokenRepository(conn)
         record = await tokens.lock_by_hash(org_id, digest(refresh_token))
         if record is None or record.revoked_at is not None:
-            pass
+            refusal = BAD_REFRESH_TOKEN
         elif record.rotated_at is not None:
             await tokens.revoke_family(org_id, record.family_id)
             refusal = "refresh token already used; the session has been revoked"
@@ -180,6 +179,8 @@ async def refresh(a: Adapters, refresh_token: str) -> Session:
                 await tokens.mark_rotated(org_id, record.id)
                 return await _open_session(conn, a, user, family_id=record.family_id)
             await tokens.revoke_family(org_id, record.family_id)
+            refusal = BAD_REFRESH_TOKEN
+    # Raised after the transaction commits, so a family revoked above stays revoked.
     raise Unauthenticated(refusal)
 
 
