@@ -343,7 +343,6 @@ class IdleSession:
     organization_id: str
     user_id: str
     session_id: str
-    last_seen_at: datetime
     idle_seconds: int
 
 

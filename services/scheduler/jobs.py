@@ -7,6 +7,7 @@ statement, so a second run (sequential or concurrent) converges on the same rows
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -33,14 +34,31 @@ class JobConfig:
     defaults: Thresholds = field(default_factory=Thresholds)
 
 
+class RaisedAlerts:
+    """The (session, local day) pairs this process already wrote an INACTIVE_ALERT for (or
+    found one), so a session that stays idle costs nothing on later checks. Only a
+    shortcut: the unique index decides, and a fresh process simply relearns."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, date]] = set()
+
+    def known(self, session_id: str, day: date) -> bool:
+        return (session_id, day) in self._seen
+
+    def remember(self, drafts: list[domain.AlertDraft], today: date) -> None:
+        self._seen = {key for key in self._seen if key[1] >= today - timedelta(days=1)}
+        self._seen.update((d.session_id or "", d.alert_date) for d in drafts)
+
+
 @dataclass(frozen=True)
 class JobContext:
-    """What every job needs: the maintenance unit of work (cross-tenant, service-only path)
-    and the peers it asks."""
+    """What every job needs: the maintenance unit of work (cross-tenant, service-only path),
+    the peers it asks, and what this process remembers between runs."""
 
     maintenance: UnitOfWork
     peers: Peers
     config: JobConfig = field(default_factory=JobConfig)
+    raised: RaisedAlerts = field(default_factory=RaisedAlerts)
 
 
 JobBody = Callable[[JobContext, datetime, bool], Awaitable[int]]
@@ -54,11 +72,12 @@ async def daily_summaries(ctx: JobContext, as_of: datetime, manual: bool) -> int
     windows = domain.days_ended_between(zones, as_of - lookback, as_of)
     if not windows:
         return 0
-    work = {(t.organization_id, t.user_id, t.window_start): t for t in await ctx.peers.work_totals(windows, as_of)}
-    activity = {
-        (t.organization_id, t.user_id, t.window_start): t
-        for t in await ctx.peers.activity_totals(windows, ctx.config.top_apps)
-    }
+    # Two services, asked at once.
+    work_totals, activity_totals = await asyncio.gather(
+        ctx.peers.work_totals(windows, as_of), ctx.peers.activity_totals(windows, ctx.config.top_apps)
+    )
+    work = {(t.organization_id, t.user_id, t.window_start): t for t in work_totals}
+    activity = {(t.organization_id, t.user_id, t.window_start): t for t in activity_totals}
     summaries = []
     for w in windows:
         key = (w.organization_id, w.user_id, w.start)
@@ -82,10 +101,13 @@ async def idle_check(ctx: JobContext, as_of: datetime, manual: bool) -> int:
     for s in idle:
         tz = zones.get((s.organization_id, s.user_id), "UTC")
         day = day_of_zone.get(tz) or day_of_zone.setdefault(tz, domain.local_date(tz, as_of))
-        drafts.append(domain.inactive_alert(s.organization_id, s.user_id, s.session_id, day, s.idle_seconds))
+        if not ctx.raised.known(s.session_id, day):
+            drafts.append(domain.inactive_alert(s.organization_id, s.user_id, s.session_id, day, s.idle_seconds))
     async with ctx.maintenance.unscoped() as conn:
         raised = await repository.insert_alerts(conn, drafts, as_of)
         await repository.resolve_inactive(conn, [s.session_id for s in idle], as_of, (as_of - timedelta(days=2)).date())
+    # Committed: every attempted (session, day) now has its alert.
+    ctx.raised.remember(drafts, as_of.date())
     return raised
 
 

@@ -144,7 +144,7 @@ async def resolve_inactive(conn: AsyncConnection, still_idle: Sequence[str], as_
         text(
             "update scheduler.alerts set resolved_at = :at "
             f"where type = '{INACTIVE_ALERT}' and resolved_at is null and alert_date >= :since "
-            "and created_at <= :at and not (session_id = any(cast(:idle as uuid[])))"
+            "and created_at <= :at and session_id not in (select unnest(cast(:idle as uuid[])))"
         ),
         {"at": as_of, "since": since, "idle": list(still_idle)},
     )
