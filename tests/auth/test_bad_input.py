@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
 from tests.auth.conftest import PASSWORD, Organization
+from tests.support import TokenFactory
+from workpulse.auth.v1 import auth_pb2, auth_pb2_grpc
 
 SIGN_UP = {"email": "ok@example.com", "password": PASSWORD, "name": "Ok", "organization_name": "Ok Org"}
 ORG = "00000000-0000-4000-8000-000000000000"
@@ -179,3 +182,64 @@ async def test_log_in_ignores_email_case_and_surrounding_spaces(gateway: httpx.A
     )
     assert reply.status_code == 200
     assert reply.json()["user"]["email"] == org.admin.email
+
+
+GRPC_CASES: list[tuple[str, str, Any, str]] = [
+    (
+        "SignUp",
+        "short password",
+        auth_pb2.SignUpRequest(email="a@example.com", password="short", name="A", organization_name="O"),
+        "password",
+    ),
+    (
+        "SignUp",
+        "bad email",
+        auth_pb2.SignUpRequest(email="a", password=PASSWORD, name="A", organization_name="O"),
+        "email",
+    ),
+    (
+        "SignUp",
+        "bad time zone",
+        auth_pb2.SignUpRequest(
+            email="a@example.com", password=PASSWORD, name="A", organization_name="O", timezone="Nowhere/Else"
+        ),
+        "timezone",
+    ),
+    (
+        "LogIn",
+        "bad organization UUID",
+        auth_pb2.LogInRequest(email="a@example.com", password=PASSWORD, organization_id="x"),
+        "organization_id",
+    ),
+    (
+        "RegisterWithInvite",
+        "no invite",
+        auth_pb2.RegisterWithInviteRequest(email="a@example.com", password=PASSWORD, name="A", organization_id=ORG),
+        "invite_token",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "case", "request_", "field"), GRPC_CASES, ids=[f"{c[0]}: {c[1]}" for c in GRPC_CASES]
+)
+async def test_grpc_names_the_bad_field_in_a_trailer(
+    stub: auth_pb2_grpc.AuthServiceAsyncStub, method: str, case: str, request_: Any, field: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await getattr(stub, method)(request_)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert dict(raised.value.trailing_metadata() or ())["wp-field"] == field
+
+
+async def test_a_service_identity_is_not_a_user_of_any_organization(
+    stub: auth_pb2_grpc.AuthServiceAsyncStub, tokens: TokenFactory
+) -> None:
+    md = (("authorization", f"Bearer {tokens.service('scheduler')}"),)
+    for call in (
+        stub.GetUser(auth_pb2.GetUserRequest(), metadata=md),
+        stub.ListUsers(auth_pb2.ListUsersRequest(), metadata=md),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
