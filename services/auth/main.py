@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from services.auth import housekeeping
 from services.auth.passwords import PasswordHasher
 from services.auth.reporting_servicer import reporting_servicer
 from services.auth.servicer import PUBLIC_METHODS, AuthServicer
@@ -38,6 +39,8 @@ class Settings(GrpcServiceSettings):
     login_attempts_per_account: int = Field(10, ge=1, description="per (organization, email) and window")
     login_attempts_per_address: int = Field(100, ge=1, description="per client address and window")
     login_window_seconds: int = Field(900, ge=1, description="rate-limit window of log-in attempts")
+    housekeeping_interval_seconds: float = Field(3600.0, gt=0, description="how often expired rows are purged")
+    retention_days: int = Field(7, ge=1, description="days expired refresh tokens and invites are kept")
 
 
 Cleanup = Callable[[], Awaitable[None]]
@@ -46,7 +49,7 @@ Cleanup = Callable[[], Awaitable[None]]
 async def build(settings: Settings) -> tuple[RunningServer, Cleanup]:
     """Wires the real adapters and starts the server and the relay; returns them and their clean-up."""
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-    relay_engine = create_engine(settings.database_url, role=MAINTENANCE_ROLE, pool_size=2)
+    maintenance = create_engine(settings.database_url, role=MAINTENANCE_ROLE, pool_size=2)
     redis = create_client(settings.redis_url)
     keys = Keys(settings.redis_prefix)
     signing_key = load_private_key(settings.access_token_private_key_file)
@@ -82,26 +85,38 @@ async def build(settings: Settings) -> tuple[RunningServer, Cleanup]:
         SERVICE_NAME, lambda server: auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server), PUBLIC_METHODS
     )
     running = await build_server(
-        [mount, reporting_servicer(relay_engine)],
+        [mount, reporting_servicer(maintenance)],
         TokenVerifier(access_keys, service_key, issuer=settings.token_issuer, audience=settings.token_audience),
         host=settings.grpc_host,
         port=settings.grpc_port,
     )
     relay = OutboxRelay(
-        relay_engine,
+        maintenance,
         SCHEMA,
         {EVENTS_TOPIC: StreamPublisher(redis, keys, SERVICE)},
         listen_url=settings.database_url,
     )
-    relay_task = asyncio.create_task(relay.run(), name="auth-outbox-relay")
+    background = [
+        asyncio.create_task(relay.run(), name="auth-outbox-relay"),
+        asyncio.create_task(
+            housekeeping.run(
+                maintenance,
+                retention_days=settings.retention_days,
+                interval_seconds=settings.housekeeping_interval_seconds,
+            ),
+            name="auth-housekeeping",
+        ),
+    ]
 
     async def cleanup() -> None:
-        relay_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay_task
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await redis.aclose()
         await engine.dispose()
-        await relay_engine.dispose()
+        await maintenance.dispose()
 
     return running, cleanup
 
