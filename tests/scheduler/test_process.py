@@ -4,15 +4,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.scheduler.conftest import Rig, World
-from tests.support import ROOT, start_mesh
+from tests.support import ROOT, eventually, start_mesh
+from workpulse.outbox import events_stream
+from workpulse.redisconn import Keys
 
 
 def peer_env(rig: Rig, mesh_env: dict[str, str]) -> dict[str, str]:
@@ -36,14 +41,38 @@ async def workpulse(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_scheduler_process_starts_and_stops_on_sigterm(
-    rig: Rig, mesh_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+async def test_scheduler_process_relays_alerts_and_stops_on_sigterm(
+    rig: Rig,
+    world: World,
+    mesh_env: dict[str, str],
+    redis_client: Any,
+    redis_prefix: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     logs = Path(tmp_path_factory.mktemp("scheduler-process"))
-    mesh = await asyncio.to_thread(start_mesh, peer_env(rig, mesh_env), logs, ("scheduler",))
+    env = peer_env(rig, mesh_env)
+    mesh = await asyncio.to_thread(start_mesh, env, logs, ("scheduler",))
     process = mesh.processes["scheduler"]
     try:
         assert await asyncio.to_thread(process.healthy)
+        # An alert committed by a run reaches the events stream through the process's relay.
+        as_of = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+        person = await world.user(await world.organization())
+        session = await world.session(person, as_of - timedelta(hours=1), last_activity_at=as_of - timedelta(minutes=9))
+        code, _, err = await workpulse(env, "jobs", "run", "idle_check", "--as-of", as_of.isoformat())
+        assert code == 0, err
+        stream = events_stream(Keys(redis_prefix))
+
+        async def relayed() -> dict[str, Any] | None:
+            for _, fields in await redis_client.xrange(stream):
+                data = json.loads(fields["data"])
+                if fields["type"] == "INACTIVE_ALERT" and data.get("sessionId") == session.id:
+                    return {**fields, "data": data}
+            return None
+
+        entry = await eventually(relayed, timeout=15, what="INACTIVE_ALERT on the events stream")
+        assert entry["service"] == "scheduler" and entry["org"] == person.org
+        assert entry["data"]["userId"] == person.id and entry["data"]["idleMinutes"] == 9
         process.signal(signal.SIGTERM)
         assert process.proc is not None
         code = await asyncio.to_thread(process.proc.wait, 30)
