@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from services.auth import housekeeping
 from services.auth.passwords import PasswordHasher
@@ -41,6 +41,13 @@ class Settings(GrpcServiceSettings):
     login_window_seconds: int = Field(900, ge=1, description="rate-limit window of log-in attempts")
     housekeeping_interval_seconds: float = Field(3600.0, gt=0, description="how often expired rows are purged")
     retention_days: int = Field(7, ge=1, description="days expired refresh tokens and invites are kept")
+
+    @field_validator("access_token_private_key_file")
+    @classmethod
+    def _readable(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
 
 
 Cleanup = Callable[[], Awaitable[None]]
