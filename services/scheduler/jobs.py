@@ -31,6 +31,8 @@ class JobConfig:
     partition_days_ahead: int = 7
     # 0 keeps every activity-log partition (retention is off unless configured).
     activity_retention_days: int = 0
+    # How long after a local midnight the scheduled summary of the day waits.
+    summary_settle: timedelta = timedelta(minutes=15)
     defaults: Thresholds = field(default_factory=Thresholds)
 
 
@@ -65,11 +67,17 @@ JobBody = Callable[[JobContext, datetime, bool], Awaitable[int]]
 
 
 async def daily_summaries(ctx: JobContext, as_of: datetime, manual: bool) -> int:
-    """Summarizes the local days that ended in this slot; a run by hand covers the whole
-    day before ``as_of``: every user's most recently finished local day."""
-    lookback = timedelta(days=1) if manual else JOBS[DAILY_SUMMARIES].period
+    """Summarizes the local days that ended in the slot before this one (the settle time
+    later); a run by hand covers the whole day before ``as_of``: every user's most recently
+    finished local day."""
+    if manual:
+        until, lookback = as_of, timedelta(days=1)
+    else:
+        # A scheduled run waits out the settle time, so events recorded just before midnight
+        # and uploaded just after it still count.
+        until, lookback = as_of - ctx.config.summary_settle, JOBS[DAILY_SUMMARIES].period
     zones = await ctx.peers.user_zones(refresh=True)
-    windows = domain.days_ended_between(zones, as_of - lookback, as_of)
+    windows = domain.days_ended_between(zones, until - lookback, until)
     if not windows:
         return 0
     # Two services, asked at once.

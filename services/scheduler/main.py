@@ -44,6 +44,7 @@ class Settings(GrpcServiceSettings):
     idle_minutes: int = Field(5, ge=1, le=1440, description="default idle threshold of organizations")
     overtime_hours: float = Field(9.0, gt=0, le=24, description="default overtime threshold")
     top_apps: int = Field(5, ge=0, le=50)
+    summary_settle_minutes: int = Field(15, ge=0, le=720, description="wait after a local midnight before summarizing")
     partition_days_ahead: int = Field(7, ge=1, le=366, description="activity-log partitions created ahead")
     activity_retention_days: int = Field(0, ge=0, description="drop activity partitions older than this; 0: off")
     zone_cache_seconds: float = Field(300.0, ge=0)
@@ -81,6 +82,7 @@ def wire(settings: Settings) -> Wiring:
         top_apps=settings.top_apps,
         partition_days_ahead=settings.partition_days_ahead,
         activity_retention_days=settings.activity_retention_days,
+        summary_settle=timedelta(minutes=settings.summary_settle_minutes),
         defaults=Thresholds(settings.idle_minutes, settings.overtime_hours),
     )
     runner = JobRunner(

@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from services.scheduler.domain import DAILY_SUMMARIES
+from services.scheduler.jobs import JobConfig
 from tests.scheduler.conftest import Event, Person, Rig, Session, World
 from tests.scheduler.expected import Expected, expected_day, local
 from workpulse.scheduler.v1 import scheduler_pb2 as pb
 
+# Scheduled summaries wait this long after a local midnight (late uploads still count).
+SETTLE = JobConfig().summary_settle
 APPS = ["VS Code", "Chrome", "Slack", "Figma", "Terminal", "Zoom", "Mail"]
 
 
@@ -105,10 +108,10 @@ async def test_summaries_follow_each_users_local_midnight(rig: Rig, world: World
 
     runner = rig.runner()
     for day in days:
-        before = await runner.run(DAILY_SUMMARIES, day.as_of - timedelta(minutes=15))
+        before = await runner.run(DAILY_SUMMARIES, day.as_of - timedelta(minutes=15) + SETTLE)
         assert before is not None and before.error is None
         assert await stored(world, day.person) == [], "summarized before the user's local midnight"
-        run = await runner.run(DAILY_SUMMARIES, day.as_of)
+        run = await runner.run(DAILY_SUMMARIES, day.as_of + SETTLE)
         assert run is not None and run.error is None and run.rows >= 1
         rows = await stored(world, day.person)
         assert len(rows) == 1
@@ -123,13 +126,13 @@ async def test_reruns_change_nothing_and_reports_show_the_rows(rig: Rig, world: 
     person = await world.user(await world.organization("Asia/Kathmandu"))  # UTC+5:45
     day = await busy_day(world, person, "Asia/Kathmandu", date(2026, 7, 2))
     runner = rig.runner()
-    first = await runner.run(DAILY_SUMMARIES, day.as_of)
+    first = await runner.run(DAILY_SUMMARIES, day.as_of + SETTLE)
     assert first is not None and first.error is None
     rows = await stored(world, person)
     matches(rows[0], day)
 
-    assert await runner.run(DAILY_SUMMARIES, day.as_of) is None  # the slot is done: skipped
-    again = await runner.run(DAILY_SUMMARIES, day.as_of, manual=True)  # by hand: recomputed
+    assert await runner.run(DAILY_SUMMARIES, day.as_of + SETTLE) is None  # the slot is done: skipped
+    again = await runner.run(DAILY_SUMMARIES, day.as_of + SETTLE, manual=True)  # by hand: recomputed
     assert again is not None and again.error is None and again.attempts == 2
     assert await stored(world, person) == rows  # same figures, not even computed_at moved
 

@@ -16,7 +16,7 @@ from services.scheduler.main import periodic
 from services.scheduler.mesh import GrpcPeers
 from tests.scheduler.conftest import Rig, World
 from tests.scheduler.test_alerts import alerts_of, events_of
-from tests.scheduler.test_daily_summaries import busy_day, matches, stored
+from tests.scheduler.test_daily_summaries import SETTLE, busy_day, matches, stored
 from workpulse.db import UnitOfWork
 
 
@@ -36,7 +36,7 @@ async def test_two_replicas_run_each_slot_once(rig: Rig, world: World) -> None:
         await world.session(p, now - timedelta(hours=10), last_activity_at=now - timedelta(minutes=20))
     day = await busy_day(world, await world.user(await world.organization()), "UTC", date(2026, 10, 4))
     first, second = rig.runner(runner_id="replica-a"), rig.runner(runner_id="replica-b")
-    for job, as_of in ((IDLE_CHECK, now), (OVERTIME_CHECK, now), (DAILY_SUMMARIES, day.as_of)):
+    for job, as_of in ((IDLE_CHECK, now), (OVERTIME_CHECK, now), (DAILY_SUMMARIES, day.as_of + SETTLE)):
         a, b = await asyncio.gather(first.run(job, as_of), second.run(job, as_of))
         assert [r is not None for r in (a, b)].count(True) == 1, (job, a, b)
         recorded = await runs_of(world, job, as_of)
@@ -60,7 +60,7 @@ async def test_job_bodies_racing_without_the_lock_converge(rig: Rig, world: Worl
     ctx = JobContext(UnitOfWork(rig.maintenance), rig.peers, JobConfig())
     await asyncio.gather(*(jobs.idle_check(ctx, now, False) for _ in range(4)))
     await asyncio.gather(*(jobs.overtime_check(ctx, now, False) for _ in range(4)))
-    await asyncio.gather(*(jobs.daily_summaries(ctx, day.as_of, False) for _ in range(4)))
+    await asyncio.gather(*(jobs.daily_summaries(ctx, day.as_of + SETTLE, False) for _ in range(4)))
     found = await alerts_of(world, org)
     assert sorted(str(r[0]) for r in found) == ["INACTIVE_ALERT"] * 4 + ["OVERTIME_ALERT"] * 4
     assert len(await events_of(world, org)) == 8
