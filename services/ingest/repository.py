@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,23 +21,23 @@ ACTIVITY_RECORDED = "ACTIVITY_RECORDED"
 
 # Duplicates are skipped by the primary key; an event whose client id came without a
 # timestamp is also a duplicate of any stored event of the session with that client id.
-_INSERT_EVENTS = text(
-    """
+# Written for psycopg directly: %(name)b sends each array in binary, which costs a third
+# of the text format's client-side encoding (the hot path of a 500-event batch).
+_INSERT_EVENTS = """
     insert into ingest.activity_logs (organization_id, session_id, user_id, "timestamp", activity_type,
         duration_seconds, app_name, url, screenshot_timestamp, client_event_id)
-    select cast(:org as uuid), e.session_id, e.user_id, e.ts, e.activity_type, e.duration, e.app_name, e.url,
+    select %(org)b::uuid, e.session_id, e.user_id, e.ts, e.activity_type, e.duration, e.app_name, e.url,
         e.shot, e.cid
-    from unnest(cast(:sessions as uuid[]), cast(:users as uuid[]), cast(:stamps as timestamptz[]),
-        cast(:types as text[]), cast(:durations as integer[]), cast(:apps as text[]), cast(:urls as text[]),
-        cast(:shots as timestamptz[]), cast(:cids as text[]), cast(:any_stamp as boolean[]))
+    from unnest(%(sessions)b::uuid[], %(users)b::uuid[], %(stamps)b::timestamptz[], %(types)b::text[],
+        %(durations)b::integer[], %(apps)b::text[], %(urls)b::text[], %(shots)b::timestamptz[], %(cids)b::text[],
+        %(any_stamp)b::boolean[])
         as e(session_id, user_id, ts, activity_type, duration, app_name, url, shot, cid, any_stamp)
     where not e.any_stamp or not exists (
         select 1 from ingest.activity_logs a
-        where a.organization_id = cast(:org as uuid) and a.session_id = e.session_id and a.client_event_id = e.cid)
+        where a.organization_id = %(org)b::uuid and a.session_id = e.session_id and a.client_event_id = e.cid)
     on conflict do nothing
     returning session_id::text, client_event_id, "timestamp"
-    """
-)
+"""
 
 # Every outbox row of a write in one round trip. No NOTIFY: at one commit per request it
 # would wake the events relay once per request; the relay polls every quarter second
@@ -50,13 +51,6 @@ _INSERT_OUTBOX = text(
     returning id, topic, payload ->> 'session_id' as session_id
     """
 )
-
-
-@dataclass(frozen=True, slots=True)
-class StoredKey:
-    session_id: str
-    client_event_id: str
-    timestamp: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,27 +85,33 @@ class ActivityLogRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def insert_new(self, organization_id: str, rows: Sequence[tuple[str, str, NewEvent]]) -> set[StoredKey]:
-        """Stores (session id, user id, event) rows; returns the keys that were new."""
+    async def insert_new(
+        self, organization_id: str, rows: Sequence[tuple[str, str, NewEvent]]
+    ) -> set[tuple[str, str, datetime]]:
+        """Stores (session id, user id, event) rows; returns the (session id, client event id,
+        timestamp) of those that were new."""
         if not rows:
             return set()
-        result = await self._conn.execute(
-            _INSERT_EVENTS,
-            {
-                "org": organization_id,
-                "sessions": [s for s, _, _ in rows],
-                "users": [u for _, u, _ in rows],
-                "stamps": [e.timestamp for _, _, e in rows],
-                "types": [e.activity_type for _, _, e in rows],
-                "durations": [e.duration_seconds for _, _, e in rows],
-                "apps": [e.app_name for _, _, e in rows],
-                "urls": [e.url for _, _, e in rows],
-                "shots": [e.screenshot_timestamp for _, _, e in rows],
-                "cids": [e.client_event_id for _, _, e in rows],
-                "any_stamp": [e.match_any_timestamp for _, _, e in rows],
-            },
-        )
-        return {StoredKey(r[0], r[1], r[2]) for r in result}
+        params = {
+            "org": organization_id,
+            "sessions": [s for s, _, _ in rows],
+            "users": [u for _, u, _ in rows],
+            "stamps": [e.timestamp for _, _, e in rows],
+            "types": [e.activity_type for _, _, e in rows],
+            "durations": [e.duration_seconds for _, _, e in rows],
+            "apps": [e.app_name for _, _, e in rows],
+            "urls": [e.url for _, _, e in rows],
+            "shots": [e.screenshot_timestamp for _, _, e in rows],
+            "cids": [e.client_event_id for _, _, e in rows],
+            "any_stamp": [e.match_any_timestamp for _, _, e in rows],
+        }
+        # The driver connection of this same transaction (SQLAlchemy has begun it).
+        raw = await self._conn.get_raw_connection()
+        driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+        async with driver.cursor(binary=True) as cursor:
+            await cursor.execute(_INSERT_EVENTS, params)
+            found = await cursor.fetchall()
+        return {(r[0], r[1], r[2]) for r in found}
 
     async def session_sums(self, organization_id: str, session_id: str) -> tuple[int, int, int]:
         """(active seconds, idle seconds, events) stored for a session."""

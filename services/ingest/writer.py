@@ -19,7 +19,7 @@ from datetime import datetime
 
 from services.ingest.domain import NewEvent, SessionTotals, SessionWindow, TotalsDelta, totals_delta
 from services.ingest.handoff import TotalsHandoff
-from services.ingest.repository import ActivityLogRepository, HandoffRepository, PendingHandoff, StoredKey
+from services.ingest.repository import ActivityLogRepository, HandoffRepository, PendingHandoff
 from services.ingest.sessions_peer import SessionsPeer
 from workpulse.db import UnitOfWork
 
@@ -111,28 +111,31 @@ class ActivityWriter:
         windows = {w.window.session_id: w.window for w in batch}
         # The same event may come in two writes of one flush (a resend racing the first
         # attempt): the first write owns it, the others see it as a duplicate.
-        owner: dict[tuple[str, str, datetime | None], int] = {}
-        for n, w in enumerate(batch):
+        seen: set[tuple[str, str, datetime | None]] = set()
+        owned: list[list[NewEvent]] = []
+        for w in batch:
+            sid = w.window.session_id
+            mine = []
             for e in w.events:
-                owner.setdefault(_identity(w.window.session_id, e), n)
+                identity = (sid, e.client_event_id, None if e.match_any_timestamp else e.timestamp)
+                if identity not in seen:
+                    seen.add(identity)
+                    mine.append(e)
+            owned.append(mine)
         # One order for every transaction, so concurrent resends of the same events
         # wait on each other instead of deadlocking.
         rows = sorted(
-            (
-                (w.window.session_id, w.window.user_id, e)
-                for n, w in enumerate(batch)
-                for e in w.events
-                if owner[_identity(w.window.session_id, e)] == n
-            ),
+            ((w.window.session_id, w.window.user_id, e) for w, mine in zip(batch, owned, strict=True) for e in mine),
             key=lambda r: (r[0], r[2].client_event_id, r[2].timestamp),
         )
 
-        async def store() -> tuple[set[StoredKey], list[PendingHandoff]]:
+        async def store() -> tuple[set[tuple[str, str, datetime]], list[PendingHandoff]]:
             async with self._uow.tenant(organization_id) as conn:
                 stored = await ActivityLogRepository(conn).insert_new(organization_id, rows)
+                every = len(stored) == len(rows)
                 new_by_session: dict[str, list[NewEvent]] = defaultdict(list)
                 for session_id, _, event in rows:
-                    if StoredKey(session_id, event.client_event_id, event.timestamp) in stored:
+                    if every or (session_id, event.client_event_id, event.timestamp) in stored:
                         new_by_session[session_id].append(event)
                 deltas = [d for sid, new in new_by_session.items() if (d := totals_delta(windows[sid], new))]
                 recorded = [_recorded_event(d) for d in deltas]
@@ -141,17 +144,11 @@ class ActivityWriter:
 
         stored, handoffs = await self._uow.retrying(store)
         stored_hook()
-        stored_keys = {(k.session_id, k.client_event_id, k.timestamp) for k in stored}
-
-        def new_in(n: int, w: _Write) -> list[NewEvent]:
-            sid = w.window.session_id
-            return [
-                e
-                for e in w.events
-                if owner[_identity(sid, e)] == n and (sid, e.client_event_id, e.timestamp) in stored_keys
-            ]
-
-        fresh = {n: new_in(n, w) for n, w in enumerate(batch)}
+        every = len(stored) == len(rows)
+        fresh = {
+            n: mine if every else [e for e in mine if (w.window.session_id, e.client_event_id, e.timestamp) in stored]
+            for n, (w, mine) in enumerate(zip(batch, owned, strict=True))
+        }
         repeated = {w.window.session_id for n, w in enumerate(batch) if len(fresh[n]) < len(w.events)}
         totals = await self._settle(organization_id, handoffs, repeated, set(windows))
         for n, write in enumerate(batch):
@@ -188,11 +185,6 @@ class ActivityWriter:
         """Waits for flushes in progress (their events are committed or rolled back)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _identity(session_id: str, event: NewEvent) -> tuple[str, str, datetime | None]:
-    """What makes two events the same one (a server-stamped event: its client id alone)."""
-    return session_id, event.client_event_id, None if event.match_any_timestamp else event.timestamp
 
 
 def _recorded_event(delta: TotalsDelta) -> dict[str, object]:

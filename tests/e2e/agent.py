@@ -81,17 +81,14 @@ class Agent:
 
             call = stub.StreamActivity(requests(), metadata=(("authorization", f"Bearer {self.token}"),))
             by_id = {b.batch_id: b for b in pending}
-            received = 0
+            # The request stream ends after the last batch; the server then ends its side
+            # once every batch is acknowledged (a clean close, not a cancellation).
             async for ack in call:
-                received += 1
                 credit.release()
                 if ack.status_code == 0:
                     self.acked[ack.batch_id] = ack
                 else:
                     self.failed_acks += 1
                     retry_later.append(by_id[ack.batch_id])
-                if received == len(pending):
-                    break
-            call.cancel()
             if retry_later:
                 await asyncio.sleep(0.2)
