@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from services.scheduler.domain import job_spec
 from services.scheduler.main import Settings, wire
+from services.scheduler.runner import JobBusy
 from workpulse.errors import WorkPulseError
 from workpulse.settings import load
 
@@ -37,6 +38,9 @@ def run_job_command(name: str, as_of: str | None) -> int:
         wiring = wire(settings)
         try:
             run = await wiring.runner.run(name, moment, manual=True)
+        except JobBusy as exc:
+            print(f"workpulse jobs run: {exc}; try again later", file=sys.stderr)
+            return 1
         finally:
             await wiring.close()
         assert run is not None
