@@ -14,6 +14,8 @@ from typing import Any
 
 import grpc
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -74,6 +76,9 @@ def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[tuple[st
     if isinstance(exc, OperationalError | PoolTimeout) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
         logger.warning("database unavailable", exc_info=exc)
         return grpc.StatusCode.UNAVAILABLE, "database unavailable", []
+    if isinstance(exc, RedisConnectionError | RedisTimeout):
+        logger.warning("redis unavailable", exc_info=exc)
+        return grpc.StatusCode.UNAVAILABLE, "redis unavailable", []
     logger.error("unhandled error", exc_info=exc)
     return grpc.StatusCode.INTERNAL, "internal error", []
 

@@ -26,6 +26,7 @@ FAILURES: dict[str, Exception] = {
     "limited": errors.RateLimited("too many log-ins", retry_after=7),
     "conflict": errors.Conflict("version mismatch"),
     "crash": RuntimeError("secret internals"),
+    "redis-down": __import__("redis").exceptions.ConnectionError("connection refused"),
 }
 
 
@@ -106,6 +107,7 @@ async def test_public_method_needs_no_token(server: RunningServer) -> None:
         ("limited", grpc.StatusCode.RESOURCE_EXHAUSTED),
         ("conflict", grpc.StatusCode.ABORTED),
         ("crash", grpc.StatusCode.INTERNAL),
+        ("redis-down", grpc.StatusCode.UNAVAILABLE),
     ],
 )
 async def test_typed_errors_map_to_status_codes(
