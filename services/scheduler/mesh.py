@@ -195,7 +195,9 @@ class GrpcPeers:
 async def _chunked(
     windows: Sequence[UserWindow], call: Callable[[Sequence[UserWindow]], Awaitable[list[T]]]
 ) -> list[T]:
-    chunks = [windows[i : i + WINDOWS_PER_CALL] for i in range(0, len(windows), WINDOWS_PER_CALL)]
+    # In key order, the peers' per-user index range scans walk their indexes forward.
+    ordered = sorted(windows, key=lambda w: (w.organization_id, w.user_id, w.start))
+    chunks = [ordered[i : i + WINDOWS_PER_CALL] for i in range(0, len(ordered), WINDOWS_PER_CALL)]
     gate = asyncio.Semaphore(CALLS_IN_PARALLEL)
 
     async def limited(chunk: Sequence[UserWindow]) -> list[T]:

@@ -64,7 +64,7 @@ def _require_service() -> None:
 
 
 def _dt(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
+    return datetime.fromtimestamp(ts.seconds, UTC).replace(microsecond=ts.nanos // 1000)
 
 
 def _ts(moment: datetime) -> Timestamp:
