@@ -130,3 +130,33 @@ async def test_overtime_check_counts_the_local_day(rig: Rig, world: World) -> No
     await runner.run(OVERTIME_CHECK, as_of + timedelta(minutes=30))
     assert len(await alerts_of(world, org, lenient)) == 2
     assert len(await events_of(world, org, lenient)) == 2
+
+
+async def test_alert_listing_pages_and_filters(rig: Rig, world: World) -> None:
+    now = datetime(2026, 8, 20, 15, 0, tzinfo=UTC)
+    org = await world.organization()
+    manager = await world.user(org, role="manager")
+    people = [await world.user(org) for _ in range(3)]
+    for p in people:
+        await world.session(p, now - timedelta(hours=2), last_activity_at=now - timedelta(minutes=7))
+    await rig.runner().run(IDLE_CHECK, now)
+
+    seen: list[str] = []
+    token = ""
+    while True:
+        reply = await rig.stub.ListAlerts(pb.ListAlertsRequest(page_size=2, page_token=token), metadata=manager.md)
+        assert len(reply.alerts) <= 2
+        seen.extend(a.id for a in reply.alerts)
+        token = reply.next_page_token
+        if not token:
+            break
+    assert len(seen) == len(set(seen)) == 3
+
+    mine = await rig.stub.ListAlerts(pb.ListAlertsRequest(), metadata=people[0].md)
+    assert [a.user_id for a in mine.alerts] == [people[0].id]
+    overtime = await rig.stub.ListAlerts(pb.ListAlertsRequest(type=pb.ALERT_TYPE_OVERTIME), metadata=manager.md)
+    assert list(overtime.alerts) == []
+    dated = await rig.stub.ListAlerts(
+        pb.ListAlertsRequest(start_date="2026-08-21", end_date="2026-08-21"), metadata=manager.md
+    )
+    assert list(dated.alerts) == []
