@@ -34,15 +34,20 @@ def sqlalchemy_url(url: str) -> str:
     raise ValueError("not a PostgreSQL URL")
 
 
-def create_engine(url: str, *, role: str | None = RUNTIME_ROLE, pool_size: int = 10) -> AsyncEngine:
-    """An engine whose every connection runs as ``role`` (None: as the URL's user)."""
+def create_engine(
+    url: str, *, role: str | None = RUNTIME_ROLE, pool_size: int = 10, max_overflow: int | None = None
+) -> AsyncEngine:
+    """An engine whose every connection runs as ``role`` (None: as the URL's user).
+
+    ``pool_size`` connections stay open when idle; bursts open up to ``max_overflow`` more
+    (default: at least 10), closed again when returned, so idle replicas hold few."""
     connect_args: dict[str, object] = {}
     if role is not None:
         connect_args["options"] = f"-c role={role}"
     engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=max(10, pool_size) if max_overflow is None else max_overflow,
         pool_pre_ping=True,
         pool_timeout=10,
         connect_args=connect_args,

@@ -93,8 +93,15 @@ async def serve(
     logger.info("stopped")
 
 
-class _OutgoingMetadata(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
-    """Adds the service identity and propagates the remaining deadline to outgoing calls."""
+class _OutgoingMetadata:
+    """Adds the service identity and propagates the remaining deadline to outgoing calls.
+
+    grpc.aio files an interceptor under the first call kind it implements only, so each
+    kind gets its own subclass below. Streams get no default deadline (a subscription may
+    live for hours), only the deadline of the request being served, if any.
+    """
+
+    streaming = False
 
     def __init__(self, identity: ServiceIdentity | None, default_timeout: float) -> None:
         self._identity = identity
@@ -104,16 +111,38 @@ class _OutgoingMetadata(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStre
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
         if self._identity is not None and "authorization" not in metadata.keys():  # noqa: SIM118
             metadata.add("authorization", f"Bearer {self._identity.token()}")
-        timeout = details.timeout if details.timeout is not None else remaining_timeout(self._default)
+        timeout = details.timeout
+        if timeout is None:
+            timeout = remaining_timeout(None if self.streaming else self._default)
         return grpc.aio.ClientCallDetails(
             details.method, timeout, metadata, details.credentials, details.wait_for_ready
         )
 
+
+class _UnaryUnary(_OutgoingMetadata, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
         return await continuation(self._details(details), request)
 
+
+class _UnaryStream(_OutgoingMetadata, grpc.aio.UnaryStreamClientInterceptor):
+    streaming = True
+
     async def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
         return await continuation(self._details(details), request)
+
+
+class _StreamUnary(_OutgoingMetadata, grpc.aio.StreamUnaryClientInterceptor):
+    streaming = True
+
+    async def intercept_stream_unary(self, continuation, details, request_iterator):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(details), request_iterator)
+
+
+class _StreamStream(_OutgoingMetadata, grpc.aio.StreamStreamClientInterceptor):
+    streaming = True
+
+    async def intercept_stream_stream(self, continuation, details, request_iterator):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(details), request_iterator)
 
 
 def channel(
@@ -122,7 +151,7 @@ def channel(
     """A channel to a peer service: traced, with deadlines and (optionally) our identity."""
     interceptors: list[grpc.aio.ClientInterceptor] = [
         *aio_client_interceptors(),
-        _OutgoingMetadata(identity, default_timeout),
+        *(kind(identity, default_timeout) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)),
     ]
     return grpc.aio.insecure_channel(
         address,

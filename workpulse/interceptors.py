@@ -54,12 +54,14 @@ def client_address() -> str:
     return _client_address.get()
 
 
-def remaining_timeout(default: float) -> float:
-    """Time left before the incoming deadline, for calls made while serving (propagation)."""
+def remaining_timeout(default: float | None) -> float | None:
+    """Time left before the incoming deadline, for calls made while serving (propagation);
+    ``default`` when the request being served has no deadline."""
     deadline = _deadline.get()
     if deadline is None:
         return default
-    return max(0.0, min(default, deadline - time.monotonic()))
+    left = max(0.0, deadline - time.monotonic())
+    return left if default is None else min(default, left)
 
 
 def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[tuple[str, str]]]:

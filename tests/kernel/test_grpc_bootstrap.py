@@ -156,3 +156,54 @@ async def test_drain_finishes_in_flight_calls(server: RunningServer) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.LogIn(auth_pb2.LogInRequest(email="late@x.y"), timeout=2)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, "no new work after the drain"
+
+
+async def test_outgoing_identity_and_deadline_reach_every_call_kind(key_dir) -> None:  # type: ignore[no-untyped-def]
+    """grpc.aio files a client interceptor under one call kind only; each kind must carry
+    the service identity, and a stream gets no default deadline."""
+    seen: list[tuple[str, str, bool]] = []
+
+    def record(kind: str, context: Any) -> None:
+        metadata = dict(context.invocation_metadata())
+        seen.append((kind, metadata.get("authorization", ""), context.time_remaining() is not None))
+
+    async def unary(request: bytes, context: Any) -> bytes:
+        record("unary", context)
+        return b"ok"
+
+    async def server_stream(request: bytes, context: Any) -> Any:
+        record("server_stream", context)
+        yield b"ok"
+
+    async def bidi(requests: Any, context: Any) -> Any:
+        record("bidi", context)
+        async for _ in requests:
+            yield b"ok"
+
+    handler = grpc.method_handlers_generic_handler(
+        "probe.Probe",
+        {
+            "Unary": grpc.unary_unary_rpc_method_handler(unary),
+            "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
+            "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
+        },
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    from workpulse.identity import ServiceIdentity, load_private_key
+
+    identity = ServiceIdentity("probe", load_private_key(key_dir / "service_private.pem"), "workpulse")
+    ch = channel(f"127.0.0.1:{port}", identity=identity)
+    assert await ch.unary_unary("/probe.Probe/Unary")(b"x") == b"ok"
+    assert [r async for r in ch.unary_stream("/probe.Probe/ServerStream")(b"x")] == [b"ok"]
+
+    async def one() -> Any:
+        yield b"x"
+
+    assert [r async for r in ch.stream_stream("/probe.Probe/Bidi")(one())] == [b"ok"]
+    await ch.close()
+    await server.stop(None)
+    kinds = {kind: (auth.startswith("Bearer "), has_deadline) for kind, auth, has_deadline in seen}
+    assert kinds == {"unary": (True, True), "server_stream": (True, False), "bidi": (True, False)}
