@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from pydantic import Field
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.handoff import TotalsHandoff
@@ -49,6 +50,20 @@ class Settings(GrpcServiceSettings):
     ingest_partition_days_ahead: int = Field(7, ge=1, le=366, description="daily partitions ensured at start-up")
 
 
+async def _ensure_partitions_at_start(maintenance: AsyncEngine, days_ahead: int, attempts: int = 5) -> None:
+    """Today's and the coming days' partitions (the scheduler keeps extending them); a
+    database that is briefly unreachable at start-up is retried before giving up."""
+    today = datetime.now(UTC).date()
+    for n in range(attempts):
+        try:
+            await ensure_partitions(maintenance, today - timedelta(days=1), today + timedelta(days=days_ahead))
+            return
+        except OperationalError:
+            if n == attempts - 1:
+                raise
+            await asyncio.sleep(0.5 * 2**n)
+
+
 def contributed_servicers(maintenance: AsyncEngine) -> list[Servicer]:
     """Servicers other modules of this service add to the same server (cross-tenant ones
     get the maintenance engine). The scheduler's reporting servicer registers here."""
@@ -58,10 +73,7 @@ def contributed_servicers(maintenance: AsyncEngine) -> list[Servicer]:
 async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitable[None]]]:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     maintenance = create_engine(settings.database_url, role=MAINTENANCE_ROLE, pool_size=3)
-    today = datetime.now(UTC).date()
-    await ensure_partitions(
-        maintenance, today - timedelta(days=1), today + timedelta(days=settings.ingest_partition_days_ahead)
-    )
+    await _ensure_partitions_at_start(maintenance, settings.ingest_partition_days_ahead)
     redis = create_client(settings.redis_url)
     keys = Keys(settings.redis_prefix)
     sessions_channel = channel(settings.sessions_addr, identity=runtime.service_identity("ingest", settings))

@@ -9,10 +9,12 @@ session was active is trusted for ``active_ttl`` seconds only: see ``SessionWind
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import grpc
 
@@ -57,6 +59,23 @@ def _error(exc: grpc.aio.AioRpcError) -> WorkPulseError:
     return Unavailable(f"sessions service unavailable ({code.name.lower()}); retry later")
 
 
+_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+R = TypeVar("R")
+
+
+async def _call(attempt: Callable[[], Awaitable[R]], attempts: int = 3) -> R:
+    """Calls sessions, retrying transient failures with jittered backoff (every call here
+    is a read or an idempotent hand-off, so a retry never counts anything twice)."""
+    for n in range(attempts):
+        try:
+            return await attempt()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in _TRANSIENT or n == attempts - 1:
+                raise _error(exc) from None
+            await asyncio.sleep(random.uniform(0.5, 1.0) * 0.05 * 2**n)
+    raise AssertionError("unreachable")
+
+
 class SessionsPeer:
     def __init__(
         self,
@@ -91,12 +110,8 @@ class SessionsPeer:
 
     async def _fetch(self, organization_id: str, session_id: str) -> SessionWindow:
         observed = self._clock()
-        try:
-            reply = await self._stub.GetSession(
-                spb.GetSessionRequest(session_id=session_id, organization_id=organization_id), timeout=self._timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _error(exc) from None
+        request = spb.GetSessionRequest(session_id=session_id, organization_id=organization_id)
+        reply = await _call(lambda: self._stub.GetSession(request, timeout=self._timeout))
         s = reply.session
         start = _moment(s, "start_time")
         window = SessionWindow(
@@ -115,12 +130,8 @@ class SessionsPeer:
         return window
 
     async def totals(self, organization_id: str, session_id: str) -> SessionTotals:
-        try:
-            reply = await self._stub.GetSession(
-                spb.GetSessionRequest(session_id=session_id, organization_id=organization_id), timeout=self._timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _error(exc) from None
+        request = spb.GetSessionRequest(session_id=session_id, organization_id=organization_id)
+        reply = await _call(lambda: self._stub.GetSession(request, timeout=self._timeout))
         return totals_of(reply.session)
 
     async def apply(self, handoff: PendingHandoff) -> SessionTotals:
@@ -135,8 +146,5 @@ class SessionsPeer:
             event_count=d.event_count,
         )
         request.last_activity_at.FromDatetime(d.last_activity_at.astimezone(UTC))
-        try:
-            reply = await self._stub.ApplyActivity(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise _error(exc) from None
+        reply = await _call(lambda: self._stub.ApplyActivity(request, timeout=self._timeout))
         return totals_of(reply.session)

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy.exc import OperationalError
 
 from services.ingest.domain import NewEvent, SessionTotals, SessionWindow, TotalsDelta, totals_delta
 from services.ingest.handoff import TotalsHandoff
@@ -24,6 +28,7 @@ from services.ingest.sessions_peer import SessionsPeer
 from workpulse.db import UnitOfWork
 
 logger = logging.getLogger("workpulse.ingest.writer")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +147,7 @@ class ActivityWriter:
                 ids = await HandoffRepository(conn).record(organization_id, deltas, recorded)
             return stored, [PendingHandoff(ids[d.session_id], d) for d in deltas]
 
-        stored, handoffs = await self._uow.retrying(store)
+        stored, handoffs = await _reconnecting(lambda: self._uow.retrying(store))
         stored_hook()
         every = len(stored) == len(rows)
         fresh = {
@@ -185,6 +190,21 @@ class ActivityWriter:
         """Waits for flushes in progress (their events are committed or rolled back)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _reconnecting(work: Callable[[], Awaitable[T]], attempts: int = 3) -> T:
+    """Runs ``work`` again when the database refused or lost the connection (a server out
+    of connection slots, a failover). Safe even if a lost COMMIT had succeeded: the events
+    are then duplicates, and their session's pending hand-off is settled before replying."""
+    for n in range(attempts):
+        try:
+            return await work()
+        except OperationalError:
+            if n == attempts - 1:
+                raise
+            logger.warning("database connection failed; retrying the write", exc_info=True)
+            await asyncio.sleep(random.uniform(0.5, 1.0) * 0.1 * 2**n)
+    raise AssertionError("unreachable")
 
 
 def _recorded_event(delta: TotalsDelta) -> dict[str, object]:

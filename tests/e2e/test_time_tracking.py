@@ -176,12 +176,18 @@ async def test_thousand_mixed_parallel_requests_with_resent_batches_keep_the_inv
     async with httpx.AsyncClient(base_url=str(http.base_url), timeout=60, limits=limits) as client:
 
         async def post(token: str, path: str, body: dict[str, Any]) -> httpx.Response:
-            # A well-behaved client resends the same body after a 503 (the shared database
-            # server may run out of connections); resent events must still count once.
+            # A well-behaved client resends the same body after a 503 or a dropped connection
+            # (the shared database server may run out of connections; a kept-alive connection
+            # may close under it): resent events must still count once.
             for attempt in range(6):
-                reply = await client.post(path, json=body, headers=_bearer(token))
-                if reply.status_code != 503:
-                    break
+                try:
+                    reply = await client.post(path, json=body, headers=_bearer(token))
+                except httpx.TransportError:
+                    if attempt == 5:
+                        raise
+                else:
+                    if reply.status_code != 503:
+                        return reply
                 await asyncio.sleep(0.2 * 2**attempt)
             return reply
 
