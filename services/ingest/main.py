@@ -41,7 +41,7 @@ class Settings(GrpcServiceSettings):
     ingest_requests_per_minute: int = Field(6000, ge=1, description="per-user budget of activity requests/batches")
     ingest_stream_max_in_flight: int = Field(4, ge=1, le=64, description="unacknowledged batches read per stream")
     ingest_max_concurrent_writes: int = Field(
-        8, ge=1, le=64, description="concurrent group commits in the process (keep below DB_POOL_SIZE)"
+        4, ge=1, le=64, description="concurrent group commits in the process (fewer: larger shared commits)"
     )
     ingest_redeliver_after_seconds: float = Field(3.0, gt=0, description="age of an unconfirmed hand-off to resend")
     ingest_events_poll_seconds: float = Field(

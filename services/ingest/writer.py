@@ -54,7 +54,7 @@ class ActivityWriter:
         sessions: SessionsPeer,
         *,
         max_events: int = 4000,
-        max_concurrent: int = 8,
+        max_concurrent: int = 4,
     ) -> None:
         self._uow = uow
         self._handoff = handoff
