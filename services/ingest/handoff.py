@@ -7,8 +7,9 @@ rows before it is acknowledged, and :meth:`TotalsHandoff.run_redelivery` applies
 older than the in-line path needs. Sessions counts each idempotency key once, so a row
 applied twice (a redelivery racing a slow in-line call) is still counted once.
 
-The kernel's OutboxRelay is not used for this topic: it is woken by every commit and
-would race each in-line apply, doubling the calls to sessions.
+The kernel's OutboxRelay is not used for this topic: it claims every unpublished row the
+moment it runs, so it would race each in-line apply and double the calls to sessions;
+redelivery here only takes rows older than ``redeliver_after_seconds``.
 """
 
 from __future__ import annotations
