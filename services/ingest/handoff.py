@@ -22,10 +22,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.domain import SessionTotals
-from services.ingest.repository import HandoffRepository, PendingHandoff
+from services.ingest.repository import SCHEMA, HandoffRepository, PendingHandoff
 from services.ingest.sessions_peer import SessionsPeer
 from workpulse.db import UnitOfWork
 from workpulse.errors import NotFound, WorkPulseError
+from workpulse.outbox import purge_published
 
 logger = logging.getLogger("workpulse.ingest.handoff")
 
@@ -120,6 +121,19 @@ class TotalsHandoff:
             except Exception:
                 logger.warning("marking applied hand-offs failed; redelivery will confirm them", exc_info=True)
             await asyncio.sleep(interval)
+
+    async def run_purge(self, interval_seconds: float, keep_hours: int) -> None:
+        """Deletes outbox rows (hand-offs and events) confirmed more than ``keep_hours`` ago."""
+        while True:
+            try:
+                removed = await purge_published(self._maintenance, SCHEMA, keep_hours)
+                if removed:
+                    logger.info("purged confirmed outbox rows", extra={"fields": {"rows": removed}})
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("outbox purge failed; will retry", exc_info=True)
+            await asyncio.sleep(interval_seconds)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -47,6 +47,8 @@ class Settings(GrpcServiceSettings):
     ingest_events_poll_seconds: float = Field(
         0.25, gt=0, le=5, description="how often ACTIVITY_RECORDED events are relayed (batched, no per-write wake-up)"
     )
+    ingest_outbox_keep_hours: int = Field(24, ge=1, description="how long confirmed outbox rows are kept")
+    ingest_outbox_purge_interval_seconds: float = Field(3600.0, gt=0, description="how often they are purged")
     ingest_partition_days_ahead: int = Field(7, ge=1, le=366, description="daily partitions ensured at start-up")
 
 
@@ -106,6 +108,10 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
         asyncio.create_task(relay.run(), name="ingest-outbox-relay"),
         asyncio.create_task(handoff.run_redelivery(), name="ingest-handoff-redelivery"),
         asyncio.create_task(handoff.run_marker(), name="ingest-handoff-marker"),
+        asyncio.create_task(
+            handoff.run_purge(settings.ingest_outbox_purge_interval_seconds, settings.ingest_outbox_keep_hours),
+            name="ingest-outbox-purge",
+        ),
     ]
 
     async def cleanup() -> None:
