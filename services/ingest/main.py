@@ -83,7 +83,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     # a fraction of the skew allowance keeps that bound from rejecting live events.
     sessions = SessionsPeer(
         sessions_pb2_grpc.SessionsServiceStub(sessions_channel),
-        active_ttl=min(1.0, settings.ingest_clock_skew_seconds / 4),
+        active_ttl=min(5.0, settings.ingest_clock_skew_seconds / 4),
     )
     uow = UnitOfWork(engine)
     handoff = TotalsHandoff(uow, maintenance, sessions, redeliver_after_seconds=settings.ingest_redeliver_after_seconds)
