@@ -27,7 +27,6 @@ from workpulse import db, redisconn, runtime
 
 def create_app(settings: GatewaySettings) -> ASGIApp:
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *all_routes()]
-    routes += realtime.routes  # realtime (issue 4): the plain WebSocket endpoint /ws
     document = build_document(routes)
 
     async def openapi(_: Request) -> JSONResponse:
@@ -74,4 +73,4 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     from opentelemetry.instrumentation.starlette import StarletteInstrumentor
 
     StarletteInstrumentor.instrument_app(app)
-    return realtime.with_socketio(app, settings)  # realtime (issue 4): Socket.IO at /socket.io
+    return realtime.mount(app, settings)  # realtime (issue 4): /ws and Socket.IO at /socket.io

@@ -40,8 +40,8 @@ from typing import Any
 import grpc
 import socketio
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, WebSocketRoute
-from starlette.types import ASGIApp
+from starlette.routing import WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.errors import HTTPError
@@ -297,9 +297,6 @@ def _ready_data(ready: pb.Ready) -> dict[str, Any]:
     }
 
 
-routes: list[BaseRoute] = [WebSocketRoute("/ws", websocket_endpoint)]
-
-
 class SocketIOEndpoint:
     """python-socketio's server speaking the original's protocol, fed by realtime."""
 
@@ -364,8 +361,18 @@ class SocketIOEndpoint:
             task.cancel()
 
 
-def with_socketio(app: Starlette, settings: GatewaySettings) -> ASGIApp:
-    """Serves Socket.IO at /socket.io in front of ``app`` (which keeps its lifespan)."""
+def mount(app: Starlette, settings: GatewaySettings) -> ASGIApp:
+    """Serves ``/ws`` and ``/socket.io`` in front of ``app``, which keeps its lifespan and
+    everything else. Live connections bypass the HTTP middleware: they have no body, and
+    per-message tracing spans would cost more than the messages."""
     endpoint = SocketIOEndpoint(app, settings)
-    wrapped: ASGIApp = socketio.ASGIApp(endpoint.sio, other_asgi_app=app, socketio_path="socket.io")
-    return wrapped
+    socketio_app = socketio.ASGIApp(endpoint.sio, other_asgi_app=app, socketio_path="socket.io")
+    plain = WebSocketRoute("/ws", websocket_endpoint)
+
+    async def live(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            await plain.handle({**scope, "app": app}, receive, send)
+        else:
+            await socketio_app(scope, receive, send)
+
+    return live

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from services.realtime.domain import Event, Viewer
-from services.realtime.stream import EventStream
+from services.realtime.stream import EventStream, raise_if_cancelled
 
 logger = logging.getLogger("workpulse.realtime.hub")
 
@@ -124,6 +124,7 @@ class EventHub:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            raise_if_cancelled()
             if not events:
                 continue
             self.position = events[-1].id
@@ -142,3 +143,4 @@ class EventHub:
                     await observe(events)
                 except Exception:
                     logger.warning("an events observer failed", exc_info=True)
+                raise_if_cancelled()

@@ -12,7 +12,7 @@ from pydantic import Field
 from services.realtime.hub import EventHub
 from services.realtime.presence import PresenceStore, PresenceTracker
 from services.realtime.servicer import RealtimeServicer
-from services.realtime.stream import EventStream
+from services.realtime.stream import EventStream, raise_if_cancelled
 from services.realtime.use_cases import Realtime
 from workpulse import redisconn, runtime
 from workpulse.grpc_server import RunningServer, Servicer, build_server, serve
@@ -40,6 +40,7 @@ async def _retention(stream: EventStream, seconds: float) -> None:
     while True:
         with contextlib.suppress(Exception):
             await stream.trim_older_than(seconds)
+        raise_if_cancelled()
         await asyncio.sleep(min(60.0, seconds / 10))
 
 

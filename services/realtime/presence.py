@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,10 +32,12 @@ from services.realtime.domain import (
     parse_stream_id,
     presence_payload,
 )
+from services.realtime.stream import raise_if_cancelled
 from workpulse.outbox import events_stream
 from workpulse.redisconn import Keys
 
 logger = logging.getLogger("workpulse.realtime.presence")
+ACTIVITY_CACHE_SIZE = 100_000
 
 # KEYS: leases, counts, online, pending, stream, orgs. ARGV: member, user, org, expiry_ms, maxlen, ts, payload.
 _TOUCH = """
@@ -122,6 +125,13 @@ class PresenceStore:
         self._release = client.register_script(_RELEASE)
         self._sweep = client.register_script(_SWEEP)
         self._activity = client.register_script(_ACTIVITY)
+        self._states: OrderedDict[tuple[str, str], ActivityState] = OrderedDict()
+
+    def _remember(self, pair: tuple[str, str], state: ActivityState) -> None:
+        self._states[pair] = state
+        self._states.move_to_end(pair)
+        if len(self._states) > ACTIVITY_CACHE_SIZE:
+            self._states.popitem(last=False)
 
     def _key(self, org: str, part: str) -> str:
         return self._keys.key("{events}", "presence", org, part)
@@ -195,12 +205,17 @@ class PresenceStore:
         relevant = [e for e in events if e.type in (SESSION_UPDATE, INACTIVE_ALERT) and e.user_id]
         if not relevant:
             return
+        # This replica reads every event in order, so its cache stays exact once loaded.
         pairs = sorted({(e.organization_id, e.user_id) for e in relevant if e.user_id})
-        async with self._client.pipeline(transaction=False) as pipe:
-            for org, user in pairs:
-                pipe.hget(self._key(org, "activity"), user)
-            raw = cast(list[str | None], await pipe.execute())
-        states = {pair: ActivityState.from_json(r) for pair, r in zip(pairs, raw, strict=True)}
+        missing = [pair for pair in pairs if pair not in self._states]
+        if missing:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for org, user in missing:
+                    pipe.hget(self._key(org, "activity"), user)
+                raw = cast(list[str | None], await pipe.execute())
+            for pair, found in zip(missing, raw, strict=True):
+                self._remember(pair, ActivityState.from_json(found))
+        states = {pair: self._states[pair] for pair in pairs}
         latest: dict[tuple[str, str], tuple[Event, ActivityState]] = {}
         for event in relevant:
             pair = (event.organization_id, event.user_id or "")
@@ -208,6 +223,7 @@ class PresenceStore:
             if changed is not None:
                 states[pair] = changed
                 latest[pair] = (event, changed)
+                self._remember(pair, changed)
         async with self._client.pipeline(transaction=False) as pipe:
             for (org, user), (event, state) in latest.items():
                 ms, seq = parse_stream_id(event.id)
@@ -265,3 +281,4 @@ class PresenceTracker:
                 raise
             except Exception:
                 logger.warning("%s failed", what, exc_info=True)
+            raise_if_cancelled()
