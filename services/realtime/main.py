@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -86,6 +87,9 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
 
 async def _main(settings: Settings) -> None:
     running, cleanup = await build(settings)
+    # Everything alive now (modules, descriptors, servers) lives as long as the process:
+    # keep it out of the full collections, whose pauses would otherwise stall delivery.
+    gc.freeze()
     await serve(running, grace=settings.shutdown_grace_seconds, cleanup=cleanup)
 
 
