@@ -91,7 +91,15 @@ def _pack(item: StreamItem) -> pb.SubscribeResponse:
         now = Timestamp()
         now.GetCurrentTime()
         return pb.SubscribeResponse(keepalive=now)
+    if len(item) == 1:
+        return _single(item[0])
     return pb.SubscribeResponse(events=pb.Events(events=[_event(e) for e in item]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _single(e: Event) -> pb.SubscribeResponse:
+    """The usual reply, one event: built once and shared by every subscriber that gets it."""
+    return pb.SubscribeResponse(events=pb.Events(events=[_event(e)]))
 
 
 def _timestamp(iso: str | None) -> Timestamp | None:

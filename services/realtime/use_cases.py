@@ -83,7 +83,8 @@ async def subscribe(
             if remaining <= 0:
                 raise Unauthenticated("token expired")
             try:
-                await asyncio.wait_for(sub.wake.wait(), min(rt.keepalive_seconds, remaining))
+                async with asyncio.timeout(min(rt.keepalive_seconds, remaining)):  # no task per wait
+                    await sub.wake.wait()
             except TimeoutError:
                 if time.time() < caller.expires_at:
                     yield Keepalive()
