@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import random
@@ -202,6 +203,9 @@ async def run(env: BenchEnv) -> list[Row]:
     gateway_after, realtime_after = await _settle_rss(gateway_pid), await _settle_rss(realtime_pid)
 
     pids = {"gateway": gateway_pid, "realtime": realtime_pid, "clients": os.getpid()}
+    # The load generator's own GC pauses would show as delivery latency: none while measuring.
+    gc.freeze()
+    gc.disable()
     plan = Path(env.work_dir) / "rt-plan.json"
     commits = Path(env.work_dir) / "rt-commits.json"
     rng = random.Random(7)
@@ -232,6 +236,8 @@ async def run(env: BenchEnv) -> list[Row]:
     cpu = {name: (_cpu_seconds(pid) - cpu_before[name]) / load_seconds * 100 for name, pid in pids.items()}
     cpu["producer"] = producer_cpu / load_seconds * 100
     committed: list[float | None] = json.loads(commits.read_text())
+    gc.enable()
+    gc.unfreeze()
 
     total_expected = len(events) * (MANAGERS_PER_ORG + 1)  # the organization's managers and the employee
     await _all_received(clients, total_expected, timeout=30)
