@@ -21,6 +21,8 @@ from workpulse.realtime.v1 import realtime_pb2_grpc
 from workpulse.settings import GrpcServiceSettings, load
 
 SERVICE_NAME = "workpulse.realtime.v1.RealtimeService"
+# Young collections as usual; full collections (the long pauses) a hundred times rarer.
+GC_THRESHOLDS = (700, 10, 1000)
 
 
 class Settings(GrpcServiceSettings):
@@ -90,6 +92,7 @@ async def _main(settings: Settings) -> None:
     # Everything alive now (modules, descriptors, servers) lives as long as the process:
     # keep it out of the full collections, whose pauses would otherwise stall delivery.
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     await serve(running, grace=settings.shutdown_grace_seconds, cleanup=cleanup)
 
 
