@@ -20,8 +20,8 @@ from starlette.routing import BaseRoute, Route
 
 from gateway.errors import HTTPError
 from gateway.openapi import documented
-from gateway.routes.sessions import path_id
 from gateway.rpc import call, parse_body, peers
+from gateway.wire import Body, path_id
 from workpulse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 MAX_BATCH_EVENTS = 1000
@@ -29,8 +29,9 @@ _TYPES = {"active": ingest_pb2.ACTIVITY_TYPE_ACTIVE, "idle": ingest_pb2.ACTIVITY
 _REASONS = {value: name.removeprefix("REJECT_REASON_").lower() for name, value in ingest_pb2.RejectReason.items()}
 
 
-class EventBody(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+class EventBody(Body):
+    # Lax, unlike other bodies: timestamps arrive as ISO 8601 strings.
+    model_config = ConfigDict(strict=False, extra="ignore", populate_by_name=True)
 
     activityType: Literal["active", "idle"] = Field(description="'active' or 'idle'")
     durationSeconds: StrictInt = Field(ge=0, le=86_400, description="whole seconds, at most 24 h")
@@ -41,16 +42,6 @@ class EventBody(BaseModel):
     clientEventId: str | None = Field(
         None, min_length=1, max_length=128, description="your id of the event; a resend with it counts once"
     )
-
-    @field_validator("appName", "url", "clientEventId")
-    @classmethod
-    def _encodable(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                value.encode()
-            except UnicodeEncodeError:
-                raise ValueError("must be valid Unicode text") from None
-        return value
 
     def message(self) -> ingest_pb2.ActivityEvent:
         event = ingest_pb2.ActivityEvent(

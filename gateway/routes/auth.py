@@ -6,11 +6,9 @@ length, email form, invites) and names the offending field in its INVALID_ARGUME
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any, Literal
 
-from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -18,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.errors import HTTPError
 from gateway.openapi import documented
 from gateway.rpc import call, parse_body, peers
+from gateway.wire import Body, iso
 from workpulse.auth.v1 import auth_pb2, auth_pb2_grpc
 
 RoleName = Literal["admin", "manager", "employee"]
@@ -27,22 +26,6 @@ ROLE_NAME = {
     auth_pb2.ROLE_EMPLOYEE: "employee",
 }
 ROLE_WIRE = {name: wire for wire, name in ROLE_NAME.items()}
-
-
-class Body(BaseModel):
-    # Strict: a number is not an email, a string is not a number.
-    model_config = ConfigDict(strict=True, extra="ignore")
-
-    @field_validator("*")
-    @classmethod
-    def _encodable(cls, value: object) -> object:
-        # JSON may carry lone surrogates ("\\ud800"), which protobuf strings cannot.
-        if isinstance(value, str):
-            try:
-                value.encode()
-            except UnicodeEncodeError:
-                raise ValueError("must be valid Unicode text") from None
-        return value
 
 
 class RegisterBody(Body):
@@ -85,12 +68,6 @@ def _anonymous(request: Request) -> Request:
     return Request({**request.scope, "headers": headers}, request.receive)
 
 
-def _time(stamp: Timestamp, present: bool = True) -> str | None:
-    if not present:
-        return None
-    return stamp.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z")
-
-
 def user_json(user: auth_pb2.User) -> dict[str, Any]:
     return {
         "id": user.id,
@@ -100,8 +77,8 @@ def user_json(user: auth_pb2.User) -> dict[str, Any]:
         "organization_id": user.organization_id,
         "status": user.status,
         "timezone": user.timezone,
-        "last_seen": _time(user.last_seen, user.HasField("last_seen")),
-        "created_at": _time(user.created_at),
+        "last_seen": iso(user.last_seen, user.HasField("last_seen")),
+        "created_at": iso(user.created_at),
     }
 
 
@@ -218,7 +195,7 @@ async def create_invite(request: Request) -> JSONResponse:
         "email": reply.email,
         "role": ROLE_NAME[reply.role],
         "token": reply.token,
-        "expires_at": _time(reply.expires_at),
+        "expires_at": iso(reply.expires_at),
     }
     return JSONResponse(invite, status_code=201)
 

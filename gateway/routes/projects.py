@@ -11,8 +11,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from gateway.openapi import documented
-from gateway.routes.sessions import Body, iso, path_id, sessions_stub
+from gateway.routes.sessions import sessions_stub
 from gateway.rpc import call, parse_body
+from gateway.wire import Body, iso, path_id
 from workpulse.sessions.v1 import sessions_pb2
 
 

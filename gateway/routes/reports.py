@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -24,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.errors import HTTPError
 from gateway.openapi import documented
 from gateway.rpc import call, http_error_of, outgoing_metadata, parse_body, peers
+from gateway.wire import iso, query_id, uuid_field
 from workpulse.scheduler.v1 import scheduler_pb2 as pb
 from workpulse.scheduler.v1 import scheduler_pb2_grpc
 
@@ -56,22 +54,6 @@ def _stub(request: Request) -> scheduler_pb2_grpc.SchedulerServiceAsyncStub:
     return stub
 
 
-def _iso(stamp: Timestamp, present: bool) -> str | None:
-    return stamp.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z") if present else None
-
-
-def _id(raw: str, name: str) -> str:
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise HTTPError(400, f"{name}: must be a UUID") from None
-
-
-def _query_id(request: Request, name: str) -> str:
-    raw = request.query_params.get(name, "")
-    return _id(raw, name) if raw else ""
-
-
 def summary_json(s: pb.DailySummary) -> dict[str, Any]:
     """The original's daily summary, field for field."""
     return {
@@ -94,10 +76,10 @@ def alert_json(a: pb.Alert) -> dict[str, Any]:
         "type": ALERT_TYPE_NAME.get(a.type),
         "message": a.message,
         "alert_date": a.alert_date,
-        "created_at": _iso(a.created_at, a.HasField("created_at")),
-        "resolved_at": _iso(a.resolved_at, a.HasField("resolved_at")),
+        "created_at": iso(a.created_at, a.HasField("created_at")),
+        "resolved_at": iso(a.resolved_at, a.HasField("resolved_at")),
         "acknowledged_by": a.acknowledged_by or None,
-        "acknowledged_at": _iso(a.acknowledged_at, a.HasField("acknowledged_at")),
+        "acknowledged_at": iso(a.acknowledged_at, a.HasField("acknowledged_at")),
         "idle_minutes": a.idle_minutes if a.type == pb.ALERT_TYPE_INACTIVE else None,
         "work_hours": a.work_hours if a.type == pb.ALERT_TYPE_OVERTIME else None,
     }
@@ -108,7 +90,7 @@ async def daily(request: Request) -> JSONResponse:
     reply = await call(
         request,
         _stub(request).GetDailySummary,
-        pb.GetDailySummaryRequest(user_id=_query_id(request, "userId"), date=request.query_params.get("date", "")),
+        pb.GetDailySummaryRequest(user_id=query_id(request, "userId"), date=request.query_params.get("date", "")),
     )
     return JSONResponse(summary_json(reply.summary))
 
@@ -120,7 +102,7 @@ async def user_report(request: Request) -> JSONResponse:
         request,
         _stub(request).GetUserReport,
         pb.GetUserReportRequest(
-            user_id=_id(request.path_params["user_id"], "userId"),
+            user_id=uuid_field(request.path_params["user_id"], "userId"),
             start_date=q.get("startDate", ""),
             end_date=q.get("endDate", ""),
         ),
@@ -152,7 +134,7 @@ def _alert_filter(request: Request) -> pb.ListAlertsRequest:
     if not (size.isascii() and size.isdigit()) or len(size) > 4:
         raise HTTPError(400, "pageSize: must be a whole number up to 500")
     message = pb.ListAlertsRequest(
-        user_id=_query_id(request, "userId"),
+        user_id=query_id(request, "userId"),
         type=ALERT_TYPE_WIRE.get(kind, pb.ALERT_TYPE_UNSPECIFIED),
         start_date=q.get("startDate", ""),
         end_date=q.get("endDate", ""),
@@ -174,7 +156,7 @@ async def list_alerts(request: Request) -> JSONResponse:
 
 @documented("Acknowledge an alert (managers and admins; employees their own); idempotent")
 async def acknowledge(request: Request) -> JSONResponse:
-    alert_id = _id(request.path_params["alert_id"], "id")
+    alert_id = uuid_field(request.path_params["alert_id"], "id")
     reply = await call(request, _stub(request).AcknowledgeAlert, pb.AcknowledgeAlertRequest(alert_id=alert_id))
     return JSONResponse(alert_json(reply.alert))
 
@@ -215,7 +197,7 @@ def _csv_rows(summaries: Any) -> str:
 async def export_csv(request: Request) -> StreamingResponse:
     q = request.query_params
     message = pb.ExportSummariesRequest(
-        start_date=q.get("startDate", ""), end_date=q.get("endDate", ""), user_id=_query_id(request, "userId")
+        start_date=q.get("startDate", ""), end_date=q.get("endDate", ""), user_id=query_id(request, "userId")
     )
     stream = _stub(request).ExportSummaries(
         message, metadata=outgoing_metadata(request), timeout=peers(request).timeout

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -19,23 +19,8 @@ from starlette.routing import BaseRoute, Route
 from gateway.errors import HTTPError
 from gateway.openapi import documented
 from gateway.rpc import call, parse_body, peers
+from gateway.wire import Body, iso, path_id, query_id
 from workpulse.sessions.v1 import sessions_pb2, sessions_pb2_grpc
-
-
-class Body(BaseModel):
-    """Strict JSON shapes; text must be encodable (JSON may carry lone surrogates)."""
-
-    model_config = ConfigDict(strict=True, extra="ignore")
-
-    @field_validator("*")
-    @classmethod
-    def _encodable(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value.encode()
-            except UnicodeEncodeError:
-                raise ValueError("must be valid Unicode text") from None
-        return value
 
 
 class StartBody(Body):
@@ -53,12 +38,6 @@ def sessions_stub(request: Request) -> sessions_pb2_grpc.SessionsServiceAsyncStu
     return stub
 
 
-def iso(stamp: Timestamp, present: bool = True) -> str | None:
-    if not present:
-        return None
-    return stamp.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z")
-
-
 def session_json(session: sessions_pb2.Session) -> dict[str, Any]:
     """The original's session object, field for field."""
     return {
@@ -74,25 +53,6 @@ def session_json(session: sessions_pb2.Session) -> dict[str, Any]:
         "last_activity_at": iso(session.last_activity_at, session.HasField("last_activity_at")),
         "version": session.version,
     }
-
-
-def path_id(request: Request, name: str) -> str:
-    """A UUID path parameter; 400 naming it otherwise (never a 500, never a lookup)."""
-    raw = request.path_params[name]
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise HTTPError(400, f"{name}: must be a UUID") from None
-
-
-def _query_id(request: Request, name: str) -> str:
-    raw = request.query_params.get(name, "")
-    if not raw:
-        return ""
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise HTTPError(400, f"{name}: must be a UUID") from None
 
 
 def _query_instant(request: Request, name: str) -> Timestamp | None:
@@ -168,8 +128,8 @@ async def list_sessions(request: Request) -> JSONResponse:
     if status not in ("", "active", "stopped"):
         raise HTTPError(400, "status: must be 'active' or 'stopped'")
     message = sessions_pb2.ListSessionsRequest(
-        user_id=_query_id(request, "user_id"),
-        project_id=_query_id(request, "project_id"),
+        user_id=query_id(request, "user_id"),
+        project_id=query_id(request, "project_id"),
         started_from=_query_instant(request, "from"),
         started_before=_query_instant(request, "to"),
         status=status,
