@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from gateway import realtime
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from workpulse import runtime
@@ -13,8 +14,10 @@ from workpulse.settings import load
 def main() -> None:
     settings = load(GatewaySettings)
     runtime.start_process("gateway", settings)
+    app = create_app(settings)
+    realtime.tune_gc()  # realtime (issue 4): GC pauses would stall every live connection
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,

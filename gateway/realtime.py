@@ -42,7 +42,7 @@ import grpc
 import socketio
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.errors import HTTPError
@@ -362,18 +362,13 @@ class SocketIOEndpoint:
             task.cancel()
 
 
-def _freeze_after_startup(send: Send) -> Send:
-    """Once the app has started, what is alive lives as long as the process: keeping it out
-    of the cyclic GC's full collections keeps their pauses (which stall every connection)
-    proportional to the connections, not to the whole program."""
-
-    async def forward(message: Message) -> None:
-        if message["type"] == "lifespan.startup.complete":
-            gc.freeze()
-            gc.set_threshold(700, 10, 1000)  # full collections (the long pauses) a hundred times rarer
-        await send(message)
-
-    return forward
+def tune_gc() -> None:
+    """For the gateway process, once its app is built (an app embedded in a test process
+    leaves its host's GC alone). What is alive then lives as long as the process: freezing
+    it out of the cyclic GC, and running full collections a hundred times less often, keeps
+    their pauses, which stall every live connection at once, out of delivery."""
+    gc.freeze()
+    gc.set_threshold(700, 10, 1000)
 
 
 def mount(app: Starlette, settings: GatewaySettings) -> ASGIApp:
@@ -387,8 +382,6 @@ def mount(app: Starlette, settings: GatewaySettings) -> ASGIApp:
     async def live(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/ws":
             await plain.handle({**scope, "app": app}, receive, send)
-        elif scope["type"] == "lifespan":
-            await socketio_app(scope, receive, _freeze_after_startup(send))
         else:
             await socketio_app(scope, receive, send)
 
