@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.scheduler.domain import (
     ActivityTotal,
@@ -25,6 +24,7 @@ from workpulse.auth.v1 import auth_reporting_pb2, auth_reporting_pb2_grpc
 from workpulse.identity import ServiceIdentity
 from workpulse.ingest.v1 import ingest_reporting_pb2, ingest_reporting_pb2_grpc
 from workpulse.sessions.v1 import sessions_reporting_pb2, sessions_reporting_pb2_grpc
+from workpulse.timestamps import to_datetime, to_timestamp
 
 T = TypeVar("T")
 
@@ -45,15 +45,6 @@ class Peers(Protocol):
     async def ensure_partitions(
         self, as_of: datetime, days_ahead: int, retention_days: int
     ) -> tuple[list[str], list[str]]: ...
-
-
-def _ts(moment: datetime) -> Timestamp:
-    # Constructor and fromtimestamp run in C; the protobuf helpers are slow at 100k rows.
-    return Timestamp(seconds=int(moment.timestamp()), nanos=moment.microsecond * 1000)
-
-
-def _dt(ts: Timestamp) -> datetime:
-    return datetime.fromtimestamp(ts.seconds, UTC).replace(microsecond=ts.nanos // 1000)
 
 
 class GrpcPeers:
@@ -118,16 +109,21 @@ class GrpcPeers:
             request = sessions_reporting_pb2.StreamWorkTotalsRequest(
                 windows=[
                     sessions_reporting_pb2.UserWindow(
-                        organization_id=w.organization_id, user_id=w.user_id, start=_ts(w.start), end=_ts(w.end)
+                        organization_id=w.organization_id,
+                        user_id=w.user_id,
+                        start=to_timestamp(w.start),
+                        end=to_timestamp(w.end),
                     )
                     for w in chunk
                 ],
-                as_of=_ts(as_of),
+                as_of=to_timestamp(as_of),
             )
             found: list[WorkTotal] = []
             async for reply in self._sessions.StreamWorkTotals(request, timeout=self._timeout, metadata=self._md()):
                 found.extend(
-                    WorkTotal(t.organization_id, t.user_id, _dt(t.window_start), t.worked_seconds, t.sessions_count)
+                    WorkTotal(
+                        t.organization_id, t.user_id, to_datetime(t.window_start), t.worked_seconds, t.sessions_count
+                    )
                     for t in reply.totals
                 )
             return found
@@ -139,7 +135,10 @@ class GrpcPeers:
             request = ingest_reporting_pb2.StreamActivityTotalsRequest(
                 windows=[
                     ingest_reporting_pb2.UserWindow(
-                        organization_id=w.organization_id, user_id=w.user_id, start=_ts(w.start), end=_ts(w.end)
+                        organization_id=w.organization_id,
+                        user_id=w.user_id,
+                        start=to_timestamp(w.start),
+                        end=to_timestamp(w.end),
                     )
                     for w in chunk
                 ],
@@ -151,7 +150,7 @@ class GrpcPeers:
                     ActivityTotal(
                         t.organization_id,
                         t.user_id,
-                        _dt(t.window_start),
+                        to_datetime(t.window_start),
                         t.active_seconds,
                         t.idle_seconds,
                         tuple(AppUsage(a.app_name, a.active_seconds) for a in t.top_apps),
@@ -166,7 +165,7 @@ class GrpcPeers:
         self, as_of: datetime, default: Thresholds, by_org: dict[str, Thresholds]
     ) -> list[IdleSession]:
         request = sessions_reporting_pb2.StreamIdleSessionsRequest(
-            as_of=_ts(as_of),
+            as_of=to_timestamp(as_of),
             default_idle_minutes=default.idle_minutes,
             thresholds=[
                 sessions_reporting_pb2.IdleThreshold(organization_id=org, idle_minutes=t.idle_minutes)
@@ -185,7 +184,7 @@ class GrpcPeers:
     ) -> tuple[list[str], list[str]]:
         reply = await self._ingest.EnsurePartitions(
             ingest_reporting_pb2.EnsurePartitionsRequest(
-                as_of=_ts(as_of), days_ahead=days_ahead, retention_days=retention_days
+                as_of=to_timestamp(as_of), days_ahead=days_ahead, retention_days=retention_days
             ),
             timeout=self._timeout,
         )
