@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.ingest.handoff import TotalsHandoff
 from services.ingest.limits import RequestBudget
 from services.ingest.partitions import ensure_partitions
+from services.ingest.presence import AgentPresence
 from services.ingest.reporting_servicer import reporting_servicer
 from services.ingest.repository import SCHEMA
 from services.ingest.servicer import SERVICE_NAME, IngestServicer
@@ -28,6 +29,7 @@ from workpulse.grpc_server import RunningServer, Servicer, build_server, channel
 from workpulse.ingest.v1 import ingest_pb2_grpc
 from workpulse.outbox import EVENTS_TOPIC, OutboxRelay, StreamPublisher
 from workpulse.ratelimit import RateLimiter
+from workpulse.realtime.v1 import realtime_pb2_grpc
 from workpulse.redisconn import Keys, create_client
 from workpulse.sessions.v1 import sessions_pb2_grpc
 from workpulse.settings import GrpcServiceSettings, load
@@ -35,6 +37,7 @@ from workpulse.settings import GrpcServiceSettings, load
 
 class Settings(GrpcServiceSettings):
     sessions_addr: str = Field(description="host:port of the sessions service")
+    realtime_addr: str | None = Field(None, description="realtime service; agent streams hold presence there")
     ingest_clock_skew_seconds: float = Field(
         120.0, ge=0, le=3600, description="allowance for agents' clocks at both ends of a session window"
     )
@@ -94,7 +97,13 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
         budget=RequestBudget(RateLimiter(redis), keys, requests_per_minute=settings.ingest_requests_per_minute),
         clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
     )
-    servicer = IngestServicer(ingest, max_in_flight=settings.ingest_stream_max_in_flight)
+    realtime_channel = (
+        channel(settings.realtime_addr, identity=runtime.service_identity("ingest", settings))
+        if settings.realtime_addr
+        else None
+    )
+    presence = AgentPresence(realtime_pb2_grpc.RealtimeServiceStub(realtime_channel) if realtime_channel else None)
+    servicer = IngestServicer(ingest, presence, max_in_flight=settings.ingest_stream_max_in_flight)
     add = ingest_pb2_grpc.add_IngestServiceServicer_to_server
     servicers = [Servicer(SERVICE_NAME, lambda server: add(servicer, server)), *contributed_servicers(maintenance)]
     relay = OutboxRelay(
@@ -123,6 +132,8 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
                 await task
         await handoff.close()
         await sessions_channel.close()
+        if realtime_channel is not None:
+            await realtime_channel.close()
         await redis.aclose()
         await maintenance.dispose()
         await engine.dispose()

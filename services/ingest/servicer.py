@@ -10,6 +10,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from services.ingest import use_cases
 from services.ingest.messages import batch_ack, batch_response, incoming_event, totals_message
+from services.ingest.presence import AgentPresence
 from services.ingest.stream import acknowledged
 from services.ingest.use_cases import Ingest
 from workpulse import errors
@@ -22,8 +23,9 @@ SERVICE_NAME = "workpulse.ingest.v1.IngestService"
 
 
 class IngestServicer(pb_grpc.IngestServiceServicer):
-    def __init__(self, ingest: Ingest, *, max_in_flight: int = 4) -> None:
+    def __init__(self, ingest: Ingest, presence: AgentPresence, *, max_in_flight: int = 4) -> None:
         self._ingest = ingest
+        self._presence = presence
         self._max_in_flight = max_in_flight
 
     async def RecordActivity(self, request: pb.RecordActivityRequest, context: object) -> pb.RecordActivityResponse:
@@ -53,8 +55,9 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         async def handle(batch: pb.StreamActivityRequest) -> pb.StreamActivityResponse:
             return await self._acknowledge(caller, batch)
 
-        async for ack in acknowledged(request_iterator, handle, max_in_flight=self._max_in_flight):
-            yield ack
+        async with self._presence.connected(caller):
+            async for ack in acknowledged(request_iterator, handle, max_in_flight=self._max_in_flight):
+                yield ack
 
     async def _acknowledge(self, caller: Principal, batch: pb.StreamActivityRequest) -> pb.StreamActivityResponse:
         """One batch's acknowledgement; a batch that fails carries its status instead."""
