@@ -12,7 +12,11 @@ from importlib import import_module
 from tests.bench.harness import BenchEnv, Row, bench_env
 
 # One line per scenario module; each exposes ``async def run(env: BenchEnv) -> list[Row]``.
-SCENARIOS: tuple[str, ...] = ("tests.bench.ingest_bench", "tests.bench.scheduler_bench")
+SCENARIOS: tuple[str, ...] = (
+    "tests.bench.ingest_bench",
+    "tests.bench.realtime_bench",
+    "tests.bench.scheduler_bench",
+)
 
 
 def _fmt(value: float | None) -> str:
