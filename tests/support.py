@@ -84,6 +84,38 @@ class TokenFactory:
         return ServiceIdentity(name, load_private_key(self.service_private), self.audience).token()
 
 
+class AsgiClient:
+    """An ASGI app behind an httpx client, as a browser at ``address`` would reach it.
+
+    httpx's ASGI transport does not run the lifespan, so this drives the ASGI lifespan
+    protocol itself (the app may be wrapped, e.g. by Socket.IO, so no Starlette internals).
+    """
+
+    def __init__(self, app: Any, address: str = "127.0.0.1") -> None:
+        self.app = app
+        self.address = address
+        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def _lifespan(self, event: str) -> None:
+        await self._to_app.put({"type": f"lifespan.{event}"})
+        reply = await asyncio.wait_for(self._from_app.get(), timeout=10)
+        assert reply["type"] == f"lifespan.{event}.complete", reply
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self._task = asyncio.create_task(self.app(scope, self._to_app.get, self._from_app.put))
+        await self._lifespan("startup")
+        transport = httpx.ASGITransport(app=self.app, client=(self.address, 40000))
+        self._client = httpx.AsyncClient(transport=transport, base_url="http://gateway")
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+        await self._lifespan("shutdown")
+        await self._task
+
+
 @dataclass
 class ServiceProcess:
     """One real service process on a real port, with its output in a log file."""

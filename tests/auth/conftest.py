@@ -3,7 +3,6 @@ in front of it (httpx over ASGI, real gRPC underneath), and helpers that sign pe
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from services.auth.main import Settings, build
+from tests.support import AsgiClient
 from workpulse.auth.v1 import auth_pb2, auth_pb2_grpc
 from workpulse.grpc_server import RunningServer
 from workpulse.settings import load
@@ -60,36 +60,11 @@ def stub(auth_server: AuthServer) -> auth_pb2_grpc.AuthServiceAsyncStub:
     return auth_server.stub
 
 
-class GatewayClient:
-    """The gateway app behind an httpx client, as a browser at ``address`` would reach it.
-
-    httpx's ASGI transport does not run the lifespan, so this drives the ASGI lifespan
-    protocol itself (the app may be wrapped, e.g. by Socket.IO, so no Starlette internals).
-    """
+class GatewayClient(AsgiClient):
+    """The gateway app with only the auth service as its peer."""
 
     def __init__(self, auth_address: str, address: str = "127.0.0.1") -> None:
-        self.app = create_app(load(GatewaySettings, auth_addr=auth_address))
-        self.address = address
-        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    async def _lifespan(self, event: str) -> None:
-        await self._to_app.put({"type": f"lifespan.{event}"})
-        reply = await asyncio.wait_for(self._from_app.get(), timeout=10)
-        assert reply["type"] == f"lifespan.{event}.complete", reply
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-        self._task = asyncio.create_task(self.app(scope, self._to_app.get, self._from_app.put))
-        await self._lifespan("startup")
-        transport = httpx.ASGITransport(app=self.app, client=(self.address, 40000))
-        self._client = httpx.AsyncClient(transport=transport, base_url="http://gateway")
-        return self._client
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._client.aclose()
-        await self._lifespan("shutdown")
-        await self._task
+        super().__init__(create_app(load(GatewaySettings, auth_addr=auth_address)), address)
 
 
 @pytest.fixture(scope="session")
