@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from workpulse import log, telemetry
 from workpulse.identity import ServiceIdentity, TokenVerifier, load_private_key, load_public_key
@@ -24,3 +28,15 @@ def service_identity(name: str, settings: CommonSettings) -> ServiceIdentity | N
     if settings.service_private_key_file is None:
         return None
     return ServiceIdentity(name, load_private_key(settings.service_private_key_file), settings.token_audience)
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancels a process's background tasks (relays, sweeps) and waits for each to end."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    for task, outcome in zip(pending, await asyncio.gather(*pending, return_exceptions=True), strict=True):
+        if isinstance(outcome, Exception):
+            logging.getLogger("workpulse.runtime").warning(
+                "background task failed", exc_info=outcome, extra={"fields": {"task": task.get_name()}}
+            )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -116,11 +115,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Cleanup]:
     ]
 
     async def cleanup() -> None:
-        for task in background:
-            task.cancel()
-        for task in background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await runtime.stop_tasks(background)
         await redis.aclose()
         await engine.dispose()
         await maintenance.dispose()

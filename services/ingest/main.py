@@ -5,7 +5,6 @@ import time."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -125,11 +124,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
 
     async def cleanup() -> None:
         await writer.close()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await runtime.stop_tasks(tasks)
         await handoff.close()
         await sessions_channel.close()
         if realtime_channel is not None:

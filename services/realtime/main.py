@@ -79,9 +79,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     )
 
     async def cleanup() -> None:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await runtime.stop_tasks(tasks)
         await client.aclose()
 
     return running, cleanup

@@ -4,7 +4,6 @@ the gRPC server. Nothing connects at import time."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 from pydantic import Field
@@ -72,11 +71,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     ]
 
     async def stop_background() -> None:
-        for task in background:
-            task.cancel()
-        for task in background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await runtime.stop_tasks(background)
 
     try:
         running = await build_server(
