@@ -57,19 +57,43 @@ def _alert(row: Sequence[Any]) -> Alert:
     )
 
 
+def _json_rows(rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as one JSON array of arrays: a single text parameter the driver sends as is
+    (a dozen array parameters of thousands of strings each cost more to quote than the
+    statement takes to run). ``_columns`` reads it back with one typed column per index."""
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _columns(param: str, *types: str) -> str:
+    picks = ", ".join(f"cast(r ->> {i} as {t})" for i, t in enumerate(types))
+    return f"select {picks} from json_array_elements(cast(:{param} as json)) as r"
+
+
 async def upsert_summaries(conn: AsyncConnection, summaries: Sequence[DailySummary], computed_at: datetime) -> int:
     """Inserts or refreshes summaries; a row whose figures did not change is left as it was."""
     if not summaries:
         return 0
+    rows = [
+        (
+            s.organization_id,
+            s.user_id,
+            s.date,
+            s.timezone,
+            s.total_work_seconds,
+            s.active_seconds,
+            s.idle_seconds,
+            s.productivity_score,
+            s.sessions_count,
+            [[a.app_name, a.active_seconds] for a in s.top_apps],
+        )
+        for s in summaries
+    ]
+    source = _columns("rows", "uuid", "uuid", "date", "text", "bigint", "bigint", "bigint", "numeric", "int", "jsonb")
     result = await conn.execute(
         text(
             "insert into scheduler.daily_summaries (organization_id, user_id, date, timezone, total_work_seconds, "
             " active_seconds, idle_seconds, productivity_score, sessions_count, top_apps, computed_at) "
-            "select o, u, d, tz, w, a, i, p, c, cast(apps as jsonb), :at "
-            "from unnest(cast(:orgs as uuid[]), cast(:users as uuid[]), cast(:dates as date[]), "
-            " cast(:zones as text[]), cast(:work as bigint[]), cast(:active as bigint[]), cast(:idle as bigint[]), "
-            " cast(:scores as numeric[]), cast(:counts as int[]), cast(:apps as text[])) "
-            " as s(o, u, d, tz, w, a, i, p, c, apps) "
+            f"select s.*, cast(:at as timestamptz) from ({source}) as s "
             "on conflict (organization_id, user_id, date) do update set "
             " timezone = excluded.timezone, total_work_seconds = excluded.total_work_seconds, "
             " active_seconds = excluded.active_seconds, idle_seconds = excluded.idle_seconds, "
@@ -81,19 +105,7 @@ async def upsert_summaries(conn: AsyncConnection, summaries: Sequence[DailySumma
             " excluded.active_seconds, excluded.idle_seconds, excluded.productivity_score, excluded.sessions_count, "
             " excluded.top_apps)"
         ),
-        {
-            "orgs": [s.organization_id for s in summaries],
-            "users": [s.user_id for s in summaries],
-            "dates": [s.date for s in summaries],
-            "zones": [s.timezone for s in summaries],
-            "work": [s.total_work_seconds for s in summaries],
-            "active": [s.active_seconds for s in summaries],
-            "idle": [s.idle_seconds for s in summaries],
-            "scores": [s.productivity_score for s in summaries],
-            "counts": [s.sessions_count for s in summaries],
-            "apps": [json.dumps([[a.app_name, a.active_seconds] for a in s.top_apps]) for s in summaries],
-            "at": computed_at,
-        },
+        {"rows": _json_rows(rows), "at": computed_at},
     )
     return int(result.rowcount or 0)
 
@@ -103,14 +115,17 @@ async def insert_alerts(conn: AsyncConnection, drafts: Sequence[AlertDraft], cre
     events; an alert already raised for its session (or user) and day is left alone."""
     if not drafts:
         return 0
+    rows = [
+        (d.organization_id, d.user_id, d.session_id, d.type, d.alert_date, d.message, d.idle_minutes, d.work_hours)
+        for d in drafts
+    ]
+    source = _columns("rows", "uuid", "uuid", "uuid", "text", "date", "text", "int", "numeric")
     result = await conn.execute(
         text(
             "with new as ("
             " insert into scheduler.alerts (organization_id, user_id, session_id, type, alert_date, message, "
             "  idle_minutes, work_hours, created_at) "
-            " select o, u, s, t, d, m, im, wh, :at from unnest(cast(:orgs as uuid[]), cast(:users as uuid[]), "
-            "  cast(:sessions as uuid[]), cast(:types as text[]), cast(:dates as date[]), cast(:messages as text[]), "
-            "  cast(:idle as int[]), cast(:hours as numeric[])) as x(o, u, s, t, d, m, im, wh) "
+            f" select x.*, cast(:at as timestamptz) from ({source}) as x "
             " on conflict do nothing returning *) "
             "insert into scheduler.outbox (organization_id, event_type, payload) "
             "select organization_id, type, case when type = 'INACTIVE_ALERT' then "
@@ -120,17 +135,7 @@ async def insert_alerts(conn: AsyncConnection, drafts: Sequence[AlertDraft], cre
             "  'workHours', work_hours, 'date', alert_date) end "
             "from new"
         ),
-        {
-            "orgs": [d.organization_id for d in drafts],
-            "users": [d.user_id for d in drafts],
-            "sessions": [d.session_id for d in drafts],
-            "types": [d.type for d in drafts],
-            "dates": [d.alert_date for d in drafts],
-            "messages": [d.message for d in drafts],
-            "idle": [d.idle_minutes for d in drafts],
-            "hours": [d.work_hours for d in drafts],
-            "at": created_at,
-        },
+        {"rows": _json_rows(rows), "at": created_at},
     )
     inserted = int(result.rowcount or 0)
     if inserted:
@@ -144,9 +149,10 @@ async def resolve_inactive(conn: AsyncConnection, still_idle: Sequence[str], as_
         text(
             "update scheduler.alerts set resolved_at = :at "
             f"where type = '{INACTIVE_ALERT}' and resolved_at is null and alert_date >= :since "
-            "and created_at <= :at and session_id not in (select unnest(cast(:idle as uuid[])))"
+            "and created_at <= :at and session_id not in "
+            "(select cast(s as uuid) from json_array_elements_text(cast(:idle as json)) as s)"
         ),
-        {"at": as_of, "since": since, "idle": list(still_idle)},
+        {"at": as_of, "since": since, "idle": json.dumps(list(still_idle))},
     )
     return int(result.rowcount or 0)
 
