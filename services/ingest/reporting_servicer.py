@@ -44,7 +44,7 @@ create temporary table report_windows on commit drop as
 select cast(r ->> 0 as uuid) as org, cast(r ->> 1 as uuid) as usr,
        timestamptz 'epoch' + cast(r ->> 2 as bigint) * interval '1 microsecond' as ws,
        timestamptz 'epoch' + cast(r ->> 3 as bigint) * interval '1 microsecond' as we, k
-from json_array_elements(cast(:windows as json)) with ordinality as t(r, k)
+from jsonb_array_elements(cast(:windows as jsonb)) with ordinality as t(r, k)
 """
 
 # Sums per (window ordinal, app) over the events of the windows, then per window the

@@ -66,7 +66,7 @@ def _json_rows(rows: Sequence[Sequence[Any]]) -> str:
 
 def _columns(param: str, *types: str) -> str:
     picks = ", ".join(f"cast(r ->> {i} as {t})" for i, t in enumerate(types))
-    return f"select {picks} from json_array_elements(cast(:{param} as json)) as r"
+    return f"select {picks} from jsonb_array_elements(cast(:{param} as jsonb)) as r"
 
 
 async def upsert_summaries(conn: AsyncConnection, summaries: Sequence[DailySummary], computed_at: datetime) -> int:

@@ -6,11 +6,13 @@ the maintenance engine, streamed back in batches. Owned by the scheduler work (i
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,7 +21,7 @@ from workpulse.grpc_server import Servicer
 from workpulse.interceptors import require_service
 from workpulse.sessions.v1 import sessions_reporting_pb2 as pb
 from workpulse.sessions.v1 import sessions_reporting_pb2_grpc
-from workpulse.timestamps import to_datetime, to_timestamp
+from workpulse.timestamps import to_datetime
 
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE_NAME = "workpulse.sessions.v1.SessionsReportingService"
@@ -28,12 +30,17 @@ MAX_WINDOWS = 20000
 
 # Seconds of each overlapping session inside the window (an active session, and any
 # session, ends at as_of at the latest), floored per session; one row per window.
+# The windows arrive as one JSON document of [organization, user, start, end] (bounds in
+# microseconds since the epoch): one text parameter instead of four arrays of 10,000 values
+# the driver would quote one by one. Rows come back keyed by window ordinal.
 _WORK_TOTALS = """
 with w as (
-    select * from unnest(cast(:orgs as uuid[]), cast(:users as uuid[]),
-                         cast(:starts as timestamptz[]), cast(:ends as timestamptz[])) as w(org, usr, ws, we)
+    select cast(r ->> 0 as uuid) as org, cast(r ->> 1 as uuid) as usr,
+           timestamptz 'epoch' + cast(r ->> 2 as bigint) * interval '1 microsecond' as ws,
+           timestamptz 'epoch' + cast(r ->> 3 as bigint) * interval '1 microsecond' as we, k
+    from jsonb_array_elements(cast(:windows as jsonb)) with ordinality as t(r, k)
 )
-select w.org::text, w.usr::text, w.ws,
+select w.k,
        sum(floor(extract(epoch from least(coalesce(s.end_time, :as_of), :as_of, w.we) - greatest(s.start_time, w.ws))))
            ::bigint,
        count(*)::int
@@ -41,7 +48,7 @@ from w
 join sessions.work_sessions s
   on s.organization_id = w.org and s.user_id = w.usr
  and s.start_time < least(w.we, :as_of) and coalesce(s.end_time, :as_of) > w.ws
-group by w.org, w.usr, w.ws
+group by w.k
 """
 
 _IDLE_SESSIONS = """
@@ -69,11 +76,12 @@ class SessionsReportingServicer(sessions_reporting_pb2_grpc.SessionsReportingSer
         if len(request.windows) > MAX_WINDOWS:
             raise InvalidArgument(f"at most {MAX_WINDOWS} windows per call", field="windows")
         as_of = to_datetime(request.as_of) if request.HasField("as_of") else datetime.now(UTC)
+        windows = request.windows
         params = {
-            "orgs": [w.organization_id for w in request.windows],
-            "users": [w.user_id for w in request.windows],
-            "starts": [to_datetime(w.start) for w in request.windows],
-            "ends": [to_datetime(w.end) for w in request.windows],
+            "windows": json.dumps(
+                [[w.organization_id, w.user_id, _micros(w.start), _micros(w.end)] for w in windows],
+                separators=(",", ":"),
+            ),
             "as_of": as_of,
         }
         # At most MAX_WINDOWS rows: buffered, so PostgreSQL plans for the whole result.
@@ -83,13 +91,13 @@ class SessionsReportingServicer(sessions_reporting_pb2_grpc.SessionsReportingSer
                 yield pb.StreamWorkTotalsResponse(
                     totals=[
                         pb.WorkTotal(
-                            organization_id=org,
-                            user_id=user,
-                            window_start=to_timestamp(start),
+                            organization_id=windows[k - 1].organization_id,
+                            user_id=windows[k - 1].user_id,
+                            window_start=windows[k - 1].start,
                             worked_seconds=worked,
                             sessions_count=count,
                         )
-                        for org, user, start, worked, count in rows
+                        for k, worked, count in rows
                     ]
                 )
 
@@ -112,6 +120,10 @@ class SessionsReportingServicer(sessions_reporting_pb2_grpc.SessionsReportingSer
                 yield pb.StreamIdleSessionsResponse(
                     organization_ids=orgs, user_ids=users, session_ids=sessions, idle_seconds=idle
                 )
+
+
+def _micros(ts: Timestamp) -> int:
+    return ts.seconds * 1_000_000 + ts.nanos // 1000
 
 
 def reporting_servicer(maintenance: AsyncEngine) -> Servicer:
