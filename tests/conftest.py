@@ -92,6 +92,8 @@ def mesh_env(database_url: str, server_urls: tuple[str, str], redis_prefix: str,
         "SERVICE_PUBLIC_KEY_FILE": str(key_dir / "service_public.pem"),
         "BCRYPT_ROUNDS": "4",
         "LOG_LEVEL": "WARNING",
+        # Every test client is 127.0.0.1; tests of the limit itself set their own.
+        "REGISTRATIONS_PER_ADDRESS": "1000000",
         # Several meshes live at once during a suite: few idle connections each, bursts
         # still allowed (see workpulse.db.create_engine), to stay inside max_connections.
         "DB_POOL_SIZE": "2",

@@ -12,6 +12,7 @@ class SignUp:
     name: str
     organization_name: str
     timezone: str = ""
+    client_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,7 @@ class RegisterWithInvite:
     name: str
     organization_id: str
     invite_token: str
+    client_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)

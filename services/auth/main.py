@@ -38,6 +38,8 @@ class Settings(GrpcServiceSettings):
     login_attempts_per_account: int = Field(10, ge=1, description="per (organization, email) and window")
     login_attempts_per_address: int = Field(100, ge=1, description="per client address and window")
     login_window_seconds: int = Field(900, ge=1, description="rate-limit window of log-in attempts")
+    registrations_per_address: int = Field(30, ge=1, description="sign-ups and invite registrations per address")
+    registration_window_seconds: int = Field(3600, ge=1, description="rate-limit window of registrations")
     housekeeping_interval_seconds: float = Field(3600.0, gt=0, description="how often expired rows are purged")
     retention_days: int = Field(7, ge=1, description="days expired refresh tokens and invites are kept")
 
@@ -84,6 +86,8 @@ async def build(settings: Settings) -> tuple[RunningServer, Cleanup]:
             login_attempts_per_account=settings.login_attempts_per_account,
             login_attempts_per_address=settings.login_attempts_per_address,
             login_window_seconds=settings.login_window_seconds,
+            registrations_per_address=settings.registrations_per_address,
+            registration_window_seconds=settings.registration_window_seconds,
         ),
     )
     servicer = AuthServicer(adapters)

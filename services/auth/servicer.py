@@ -23,7 +23,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def SignUp(self, request: auth_pb2.SignUpRequest, context: Context) -> auth_pb2.SignUpResponse:
         cmd = commands.SignUp(
-            request.email, request.password, request.name, request.organization_name, request.timezone
+            request.email, request.password, request.name, request.organization_name, request.timezone, client_address()
         )
         organization, session = await use_cases.sign_up(self._a, cmd)
         return auth_pb2.SignUpResponse(
@@ -36,7 +36,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.RegisterWithInviteRequest, context: Context
     ) -> auth_pb2.RegisterWithInviteResponse:
         cmd = commands.RegisterWithInvite(
-            request.email, request.password, request.name, request.organization_id, request.invite_token
+            request.email,
+            request.password,
+            request.name,
+            request.organization_id,
+            request.invite_token,
+            client_address(),
         )
         session = await use_cases.register_with_invite(self._a, cmd)
         return auth_pb2.RegisterWithInviteResponse(user=messages.user(session.user), tokens=messages.tokens(session))

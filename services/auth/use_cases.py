@@ -62,6 +62,8 @@ class Policy:
     login_attempts_per_account: int = 10
     login_attempts_per_address: int = 100
     login_window_seconds: int = 900
+    registrations_per_address: int = 30
+    registration_window_seconds: int = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +78,23 @@ class Adapters:
     policy: Policy
 
 
+async def _count_registration(a: Adapters, client_address: str) -> None:
+    """Sign-ups and registrations cost bcrypt work: bounded per client address."""
+    await a.limiter.hit(
+        a.keys.key("register", "address", client_host(client_address)),
+        limit=a.policy.registrations_per_address,
+        window_seconds=a.policy.registration_window_seconds,
+        what="registrations from this address",
+    )
+
+
 async def sign_up(a: Adapters, cmd: commands.SignUp) -> tuple[Organization, Session]:
     email = normalize_email(cmd.email)
     check_new_password(cmd.password)
     name = clean_name(cmd.name)
     org_name = clean_name(cmd.organization_name, field="organization_name", max_length=ORGANIZATION_NAME_MAX_LENGTH)
     timezone = check_timezone(cmd.timezone)
+    await _count_registration(a, cmd.client_address)
     password_hash = await a.passwords.hash(cmd.password)
     org_id = str(uuid.uuid4())
     async with a.uow.tenant(org_id) as conn:
@@ -108,6 +121,7 @@ async def register_with_invite(a: Adapters, cmd: commands.RegisterWithInvite) ->
     email = normalize_email(cmd.email)
     check_new_password(cmd.password)
     name = clean_name(cmd.name)
+    await _count_registration(a, cmd.client_address)
     password_hash = await a.passwords.hash(cmd.password)
     async with a.uow.tenant(org_id) as conn:
         invites = InviteRepository(conn)

@@ -88,3 +88,30 @@ async def test_rate_limit_over_grpc_is_resource_exhausted(limited_server: AuthSe
         await limited_server.stub.LogIn(request)
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert int(dict(raised.value.trailing_metadata() or ())["retry-after"]) > 0
+
+
+REGISTRATIONS = 2
+
+
+@pytest.fixture(scope="module")
+async def registration_limited_server(settings_env: dict[str, str]) -> AsyncIterator[AuthServer]:
+    server, stop = await start_auth(registrations_per_address=REGISTRATIONS, registration_window_seconds=WINDOW)
+    yield server
+    await stop()
+
+
+async def test_sign_ups_from_one_address_are_limited_with_retry_after(
+    registration_limited_server: AuthServer,
+) -> None:
+    def body() -> dict[str, str]:
+        return {"email": unique_email(), "password": PASSWORD, "name": "Ada", "organization_name": "Acme"}
+
+    address = _address()
+    async with GatewayClient(registration_limited_server.address, address) as client:
+        for _ in range(REGISTRATIONS):
+            assert (await client.post("/auth/register", json=body())).status_code == 201
+        blocked = await client.post("/auth/register", json=body())
+        assert blocked.status_code == 429
+        assert 0 < int(blocked.headers["retry-after"]) <= WINDOW
+    async with GatewayClient(registration_limited_server.address, _address()) as elsewhere:
+        assert (await elsewhere.post("/auth/register", json=body())).status_code == 201

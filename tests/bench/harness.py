@@ -91,6 +91,7 @@ def bench_env() -> Iterator[BenchEnv]:
         "SERVICE_PRIVATE_KEY_FILE": str(keys / "service_private.pem"),
         "SERVICE_PUBLIC_KEY_FILE": str(keys / "service_public.pem"),
         "BCRYPT_ROUNDS": "4",
+        "REGISTRATIONS_PER_ADDRESS": "1000000",
         "LOG_LEVEL": "WARNING",
     }
     tokens = TokenFactory(keys / "access_private.pem", keys / "service_private.pem", "workpulse-auth", "workpulse")
