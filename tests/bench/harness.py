@@ -105,4 +105,15 @@ def bench_env() -> Iterator[BenchEnv]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
         admin.dispose()
+        _delete_keys(redis_url, env["REDIS_PREFIX"])
         embedded.stop()
+
+
+def _delete_keys(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    batch = list(client.scan_iter(match=f"{prefix}:*", count=5000))
+    for start in range(0, len(batch), 5000):
+        client.delete(*batch[start : start + 5000])
+    client.close()
