@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 import httpx
@@ -24,6 +24,7 @@ from workpulse.identity import ServiceIdentity, key_id, load_private_key
 from workpulse.supervisor import PROCESSES, ProcessSpec
 
 ROOT = Path(__file__).resolve().parent.parent
+S = TypeVar("S")
 
 
 def free_port() -> int:
@@ -45,6 +46,54 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A user with a token: ``md`` is the gRPC metadata carrying it, ``headers`` the HTTP ones."""
+
+    id: str
+    org: str
+    role: str
+    token: str
+
+    @property
+    def md(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class InProcessServer(Generic[S]):
+    """A service built by its own ``build`` on a free port, with a channel and stub to it."""
+
+    running: Any
+    channel: grpc.aio.Channel
+    stub: S
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.running.port}"
+
+
+async def start_in_process(
+    build: Callable[[Any], Awaitable[tuple[Any, Callable[[], Awaitable[None]]]]],
+    settings: Any,
+    stub_factory: Callable[[grpc.aio.Channel], S],
+) -> tuple[InProcessServer[S], Callable[[], Awaitable[None]]]:
+    running, cleanup = await build(settings)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    server = InProcessServer(running, channel, stub_factory(channel))
+
+    async def stop() -> None:
+        await channel.close()
+        await running.drain(1.0)
+        await cleanup()
+
+    return server, stop
 
 
 class TokenFactory:

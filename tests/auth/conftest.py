@@ -6,45 +6,27 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
-import grpc
 import httpx
 import pytest
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from services.auth.main import Settings, build
-from tests.support import AsgiClient
+from tests.support import AsgiClient, InProcessServer, start_in_process
 from workpulse.auth.v1 import auth_pb2, auth_pb2_grpc
-from workpulse.grpc_server import RunningServer
 from workpulse.settings import load
 
 PASSWORD = "correct horse battery"
 
 
-@dataclass
-class AuthServer:
-    running: RunningServer
-    channel: grpc.aio.Channel
-    stub: auth_pb2_grpc.AuthServiceAsyncStub
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.running.port}"
+# The async stub type exists only in the generated .pyi, hence a string alias.
+AuthServer: TypeAlias = "InProcessServer[auth_pb2_grpc.AuthServiceAsyncStub]"
 
 
 async def start_auth(**overrides: object) -> tuple[AuthServer, Callable[[], Awaitable[None]]]:
-    running, cleanup = await build(load(Settings, grpc_port=0, **overrides))
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
-    server = AuthServer(running, channel, auth_pb2_grpc.AuthServiceStub(channel))
-
-    async def stop() -> None:
-        await channel.close()
-        await running.drain(1.0)
-        await cleanup()
-
-    return server, stop
+    return await start_in_process(build, load(Settings, grpc_port=0, **overrides), auth_pb2_grpc.AuthServiceStub)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest import main as ingest_main
 from services.sessions import main as sessions_main
-from tests.support import TokenFactory
+from tests.support import Caller, TokenFactory
 from workpulse.grpc_server import RunningServer
 from workpulse.ingest.v1 import ingest_pb2 as pb
 from workpulse.ingest.v1 import ingest_pb2_grpc
@@ -24,19 +24,7 @@ from workpulse.sessions.v1 import sessions_pb2 as spb
 from workpulse.sessions.v1 import sessions_pb2_grpc
 from workpulse.settings import load
 
-
-@dataclass(frozen=True)
-class User:
-    id: str
-    org: str
-    role: str
-    token: str
-
-    @property
-    def md(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.token}"),)
-
-
+User = Caller
 UserFactory = Callable[..., User]
 
 

@@ -4,40 +4,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from typing import TypeAlias
 
-import grpc
 import pytest
 
 from services.sessions.main import Settings, build
-from tests.support import TokenFactory
-from workpulse.grpc_server import RunningServer
+from tests.support import Caller, InProcessServer, TokenFactory, start_in_process
 from workpulse.sessions.v1 import sessions_pb2_grpc
 from workpulse.settings import load
 
-
-@dataclass
-class Server:
-    running: RunningServer
-    channel: grpc.aio.Channel
-    stub: sessions_pb2_grpc.SessionsServiceAsyncStub
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.running.port}"
+# The async stub type exists only in the generated .pyi, hence a string alias.
+Server: TypeAlias = "InProcessServer[sessions_pb2_grpc.SessionsServiceAsyncStub]"
 
 
 async def start_server(**overrides: object) -> tuple[Server, Callable[[], Awaitable[None]]]:
-    running, cleanup = await build(load(Settings, grpc_port=0, **overrides))
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
-    server = Server(running, channel, sessions_pb2_grpc.SessionsServiceStub(channel))
-
-    async def stop() -> None:
-        await channel.close()
-        await running.drain(1.0)
-        await cleanup()
-
-    return server, stop
+    return await start_in_process(
+        build, load(Settings, grpc_port=0, **overrides), sessions_pb2_grpc.SessionsServiceStub
+    )
 
 
 @pytest.fixture(scope="session")
@@ -47,24 +30,7 @@ async def sessions_server(settings_env: dict[str, str]) -> AsyncIterator[Server]
     await stop()
 
 
-@dataclass(frozen=True)
-class User:
-    """A caller with a token: ``md`` is the gRPC metadata carrying it."""
-
-    id: str
-    org: str
-    role: str
-    token: str
-
-    @property
-    def md(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.token}"),)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.token}"}
-
-
+User = Caller
 UserFactory = Callable[..., User]
 
 
