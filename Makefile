@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test bench lint protos check-protos install clean
+.PHONY: run test bench mutants lint protos check-protos install clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "WorkPulse needs Python 3.11+")'
@@ -47,6 +47,11 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+# Removes each guard listed in tests/mutants/*.toml from a scratch copy and fails unless
+# the tests named for it notice (tests/mutants/README.md). CI runs it after `make test`.
+mutants: $(STAMP)
+	$(BIN)/python -m tests.mutants $(MUTANTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .data
