@@ -22,7 +22,7 @@ from gateway.openapi import build_document
 from gateway.peers import Peers
 from gateway.routes import all_routes
 from gateway.settings import GatewaySettings
-from workpulse import db, redisconn, runtime
+from workpulse import db, redisconn, runtime, telemetry
 
 
 def create_app(settings: GatewaySettings) -> ASGIApp:
@@ -70,7 +70,8 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
             Exception: on_unexpected,
         },
     )
-    from opentelemetry.instrumentation.starlette import StarletteInstrumentor
+    if telemetry.enabled():
+        from opentelemetry.instrumentation.starlette import StarletteInstrumentor
 
-    StarletteInstrumentor.instrument_app(app)
+        StarletteInstrumentor.instrument_app(app)
     return realtime.mount(app, settings)  # realtime (issue 4): /ws and Socket.IO at /socket.io

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from workpulse import telemetry
 from workpulse.errors import Unavailable
 
 RUNTIME_ROLE = "workpulse_app"
@@ -52,9 +53,10 @@ def create_engine(
         pool_timeout=10,
         connect_args=connect_args,
     )
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    if telemetry.sql_spans():
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
+        SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
     return engine
 
 

@@ -17,12 +17,28 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 
+from workpulse import telemetry
 from workpulse.identity import ServiceIdentity, TokenVerifier
 from workpulse.interceptors import KernelInterceptor, remaining_timeout
 
 logger = logging.getLogger("workpulse.server")
+
+
+def _tracing_server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    if not telemetry.enabled():
+        return []
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    return [aio_server_interceptor()]
+
+
+def _tracing_client_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    if not telemetry.enabled():
+        return []
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return list(aio_client_interceptors())
 
 
 @dataclass
@@ -52,7 +68,7 @@ async def build_server(
     servicers = list(servicers)
     public = [m for s in servicers for m in s.public_methods]
     server = grpc.aio.server(
-        interceptors=[aio_server_interceptor(), KernelInterceptor(verifier, public)],
+        interceptors=[*_tracing_server_interceptors(), KernelInterceptor(verifier, public)],
         options=[
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
             # Clients re-resolve peers when a connection ages out, so new replicas get traffic.
@@ -150,7 +166,7 @@ def channel(
 ) -> grpc.aio.Channel:
     """A channel to a peer service: traced, with deadlines and (optionally) our identity."""
     interceptors: list[grpc.aio.ClientInterceptor] = [
-        *aio_client_interceptors(),
+        *_tracing_client_interceptors(),
         *(kind(identity, default_timeout) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)),
     ]
     return grpc.aio.insecure_channel(

@@ -15,7 +15,7 @@ from workpulse.settings import CommonSettings
 
 def start_process(service: str, settings: CommonSettings) -> None:
     log.configure(service, settings.log_level)
-    telemetry.configure(service, settings.otel_exporter_otlp_endpoint)
+    telemetry.configure(service, settings.otel_exporter_otlp_endpoint, sql_spans=settings.otel_sql_spans)
 
 
 def token_verifier(settings: CommonSettings) -> TokenVerifier:

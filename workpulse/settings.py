@@ -25,6 +25,7 @@ class CommonSettings(BaseSettings):
     data_dir: Path = Field(DATA_DIR_DEFAULT, description="local state: keys, embedded databases")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     otel_exporter_otlp_endpoint: str | None = Field(None, description="OTLP gRPC endpoint for traces")
+    otel_sql_spans: bool = Field(False, description="a span per SQL statement (when tracing)")
     access_token_public_keys: str = Field(
         "", description="comma-separated PEM files of Ed25519 keys that verify access tokens"
     )
