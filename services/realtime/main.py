@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
+import logging
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -19,6 +19,8 @@ from workpulse import redisconn, runtime
 from workpulse.grpc_server import RunningServer, Servicer, build_server, serve
 from workpulse.realtime.v1 import realtime_pb2_grpc
 from workpulse.settings import GrpcServiceSettings, load
+
+logger = logging.getLogger("workpulse.realtime.retention")
 
 SERVICE_NAME = "workpulse.realtime.v1.RealtimeService"
 # Young collections as usual; full collections (the long pauses) a hundred times rarer.
@@ -41,8 +43,10 @@ class Settings(GrpcServiceSettings):
 
 async def _retention(stream: EventStream, seconds: float) -> None:
     while True:
-        with contextlib.suppress(Exception):
+        try:
             await stream.trim_older_than(seconds)
+        except Exception:
+            logger.warning("trimming the events stream failed; retrying later", exc_info=True)
         raise_if_cancelled()
         await asyncio.sleep(min(60.0, seconds / 10))
 

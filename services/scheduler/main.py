@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,8 @@ from workpulse.settings import GrpcServiceSettings, load
 
 SCHEMA = "scheduler"
 _ALIGNED = datetime(2000, 1, 1, tzinfo=UTC)
+
+logger = logging.getLogger("workpulse.scheduler")
 
 
 class Settings(GrpcServiceSettings):
@@ -95,6 +98,15 @@ def wire(settings: Settings) -> Wiring:
     return Wiring(engine, maintenance, channels, peers, runner)
 
 
+async def catch_up_at_start(runner: JobRunner) -> None:
+    """Replays the runs missed while down. A failure (say, migrations not applied yet) is
+    logged for the operator; the periodic jobs keep running and retry on their slots."""
+    try:
+        await runner.catch_up()
+    except Exception:
+        logger.exception("catch-up at start failed")
+
+
 def periodic(runner: JobRunner) -> AsyncIOScheduler:
     """APScheduler fires each job at the start of its slots; the run itself is a task the
     runner tracks, so shutting APScheduler down never cancels a job halfway."""
@@ -143,18 +155,17 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
         relay_task.cancel()
         raise
     scheduler = periodic(wiring.runner)
-    catch_up: asyncio.Task[object] | None = None
+    catch_up: asyncio.Task[None] | None = None
     if settings.scheduler_enabled:
         scheduler.start()
-        catch_up = asyncio.create_task(wiring.runner.catch_up(), name="scheduler-catch-up")
+        catch_up = asyncio.create_task(catch_up_at_start(wiring.runner), name="scheduler-catch-up")
 
     async def cleanup() -> None:
         if scheduler.running:
             scheduler.shutdown(wait=False)
         await wiring.runner.drain()
         if catch_up is not None:
-            with contextlib.suppress(Exception):
-                await catch_up
+            await catch_up
         relay_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await relay_task

@@ -243,3 +243,40 @@ async def test_a_service_identity_is_not_a_user_of_any_organization(
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await call
         assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize("path", ["/auth/refresh", "/auth/logout"])
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"refresh_token": None}, {"refresh_token": 123}, {"refresh_token": ["a.b"]}, {"token": "a.b"}],
+    ids=["missing", "null", "a number", "a list", "under another name"],
+)
+async def test_refresh_and_log_out_name_a_missing_or_mistyped_token(
+    gateway: httpx.AsyncClient, path: str, body: dict[str, Any]
+) -> None:
+    reply = await gateway.post(path, json=body)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["message"].startswith("refresh_token:"), reply.json()
+    assert reply.json()["path"] == path
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "garbage", f"{ORG}.{'A' * 43}", f"not-a-uuid.{'A' * 43}", f"{ORG}.short"],
+    ids=["empty", "garbage", "made up", "no tenant", "short secret"],
+)
+async def test_refresh_with_a_token_we_never_issued_is_401(gateway: httpx.AsyncClient, token: str) -> None:
+    reply = await gateway.post("/auth/refresh", json={"refresh_token": token})
+    assert reply.status_code == 401, reply.text
+    assert reply.json()["message"] == "invalid refresh token"
+
+
+async def test_log_out_with_a_token_we_never_issued_revokes_nothing(
+    gateway: httpx.AsyncClient, org: Organization
+) -> None:
+    # Logging out is idempotent (204 for unknown tokens), and harms nobody else's session.
+    for token in ("", "garbage", f"{org.admin.org}.{'A' * 43}"):
+        reply = await gateway.post("/auth/logout", json={"refresh_token": token})
+        assert reply.status_code == 204, reply.text
+    refreshed = await gateway.post("/auth/refresh", json={"refresh_token": org.admin.refresh_token})
+    assert refreshed.status_code == 200, refreshed.text

@@ -93,12 +93,23 @@ async def test_direct_grpc_calls_are_tenant_scoped(
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+TENANT_TABLES = ("auth.users", "auth.organizations", "auth.invites", "auth.refresh_tokens", "auth.outbox")
+
+
 async def test_the_runtime_role_sees_only_the_current_tenants_rows(
-    database_url: str, org: Organization, other_org: Organization
+    database_url: str, owner_engine: AsyncEngine, org: Organization, other_org: Organization
 ) -> None:
+    # The other tenant has rows of its own in every table (else "none of theirs" proves nothing).
+    async with owner_engine.connect() as conn:
+        for table in TENANT_TABLES:
+            column = "id" if table == "auth.organizations" else "organization_id"
+            theirs = await conn.execute(
+                text(f"select count(*) from {table} where {column} = :b"), {"b": other_org.admin.org}
+            )
+            assert theirs.scalar_one() > 0, table
     uow = UnitOfWork(create_engine(database_url, pool_size=1))
     try:
-        for table in ("auth.users", "auth.organizations", "auth.invites", "auth.refresh_tokens", "auth.outbox"):
+        for table in TENANT_TABLES:
             column = "id" if table == "auth.organizations" else "organization_id"
             async with uow.tenant(org.admin.org) as conn:
                 # No WHERE clause: only row-level security stands between the tenants.

@@ -185,9 +185,63 @@ async def test_log_out_revokes_the_refresh_token(
     member = await sign_up(stub)
     out = await gateway.post("/auth/logout", json={"refresh_token": member.refresh_token})
     assert out.status_code == 204
-    assert (await gateway.post("/auth/refresh", json={"refresh_token": member.refresh_token})).status_code == 401
+    refused = await gateway.post("/auth/refresh", json={"refresh_token": member.refresh_token})
+    assert refused.status_code == 401
+    assert refused.json()["message"] == "invalid refresh token"
     again = await gateway.post("/auth/logout", json={"refresh_token": member.refresh_token})
     assert again.status_code == 204
+
+
+async def _refused(stub: auth_pb2_grpc.AuthServiceAsyncStub, token: str) -> str:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=token))
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    return raised.value.details() or ""
+
+
+async def _revoked_counts(owner_engine: AsyncEngine, user_id: str) -> dict[bool, int]:
+    """How many of the user's refresh tokens are revoked (True) and live (False)."""
+    async with owner_engine.connect() as conn:
+        rows = await conn.execute(
+            text("select revoked_at is not null, count(*) from auth.refresh_tokens where user_id = :u group by 1"),
+            {"u": user_id},
+        )
+        return {bool(revoked): int(n) for revoked, n in rows}
+
+
+async def test_grpc_log_out_revokes_the_whole_family_and_only_it(
+    stub: auth_pb2_grpc.AuthServiceAsyncStub, owner_engine: AsyncEngine
+) -> None:
+    member = await sign_up(stub)
+    rotated = (await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=member.refresh_token))).tokens
+    elsewhere = await stub.LogIn(
+        auth_pb2.LogInRequest(email=member.email, password="correct horse battery", organization_id=member.org)
+    )
+    assert await _revoked_counts(owner_engine, member.id) == {False: 3}
+
+    await stub.LogOut(auth_pb2.LogOutRequest(refresh_token=rotated.refresh_token))
+    for token in (member.refresh_token, rotated.refresh_token):
+        assert await _refused(stub, token) == "invalid refresh token"
+    # The log-in on another device is another family: it still refreshes.
+    assert await _revoked_counts(owner_engine, member.id) == {True: 2, False: 1}
+    again = await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=elsewhere.tokens.refresh_token))
+    assert again.user.id == member.id
+    before = await _revoked_counts(owner_engine, member.id)
+    assert before == {True: 2, False: 2}  # the other device's token, rotated, and its successor
+
+    # Logging out twice, or with a token never issued, is no error and changes nothing.
+    for token in (rotated.refresh_token, "", "garbage", f"{member.org}.{'A' * 43}"):
+        await stub.LogOut(auth_pb2.LogOutRequest(refresh_token=token))
+    assert await _revoked_counts(owner_engine, member.id) == before
+
+
+async def test_logging_out_with_an_older_token_of_the_family_ends_the_newest(
+    stub: auth_pb2_grpc.AuthServiceAsyncStub,
+) -> None:
+    member = await sign_up(stub)
+    rotated = (await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=member.refresh_token))).tokens
+    await stub.LogOut(auth_pb2.LogOutRequest(refresh_token=member.refresh_token))
+    assert await _refused(stub, rotated.refresh_token) == "invalid refresh token"
 
 
 async def test_expired_refresh_token_is_refused(

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
+import jwt
 import pytest
 import redis.asyncio as aioredis
 import socketio
@@ -110,24 +113,35 @@ async def test_websocket_and_socketio_clients_receive_session_update(
 ) -> None:
     org = Org.create(tokens)
     worker = org.employees[0]
-    plain = await WsListener(live.ws(0, f"?token={org.tokens[org.manager]}")).connect()
+    manager_token = org.tokens[org.manager]
+    plain = await WsListener(live.ws(0, f"?token={manager_token}")).connect()
+    second_tab = await WsListener(live.ws(0, f"?token={manager_token}")).connect()
     await plain.started()
+    await second_tab.started()
+    expires = jwt.decode(manager_token, options={"verify_signature": False})["exp"]
+    assert plain.ready is not None and second_tab.ready is not None
+    connection = plain.ready["connectionId"]
     assert plain.ready == {
         "userId": org.manager,
         "organizationId": org.id,
         "role": "manager",
-        "connectionId": plain.ready["connectionId"] if plain.ready else "",
-        "tokenExpiresAt": plain.ready["tokenExpiresAt"] if plain.ready else "",
+        "connectionId": connection,
+        "tokenExpiresAt": datetime.fromtimestamp(expires, UTC).isoformat(),
     }
+    # Every connection gets its own id (its presence lease), chosen by the gateway.
+    assert re.fullmatch(r"[0-9a-f]{32}", connection)
+    assert second_tab.ready["connectionId"] != connection
+    await second_tab.close()
     sio = await SioListener(live.http(1), "SESSION_UPDATE").connect({"token": org.tokens[worker]})
     payload = {**SESSION, "userId": worker}
     event_id = await publish(redis_client, live.stream, "SESSION_UPDATE", org.id, payload)
+    ((_, stored),) = await redis_client.xrange(live.stream, event_id, event_id)
     for recorder in (plain.recorder, sio.recorder):
         await recorder.wait(lambda r: bool(r.of_type("SESSION_UPDATE")), what="SESSION_UPDATE")
         (got,) = recorder.of_type("SESSION_UPDATE")
         assert got.id == event_id
         assert {k: got.data[k] for k in payload} == payload
-        assert got.data["id"] == event_id and got.data["timestamp"]
+        assert got.data["id"] == event_id and got.data["timestamp"] == stored["ts"]
     await plain.close()
     await sio.close()
 
@@ -343,3 +357,40 @@ async def test_slow_client_gets_resync_and_never_slows_the_others(
 async def _is_set(probe: object, expected: set[str]) -> bool:
     assert asyncio.iscoroutine(probe)
     return bool(await probe == expected)
+
+
+async def test_gateway_resubscribes_after_losing_its_realtime_replica_without_gap_or_repeat(
+    live: Live, redis_client: aioredis.Redis, tokens: TokenFactory
+) -> None:
+    org = Org.create(tokens)
+    token = org.tokens[org.manager]
+    replica = live.add_realtime()
+    gateway = live.add_gateway(len(live.realtime) - 1)
+    # Both clients resume after an old event: a re-subscription that forgot what they already
+    # received would replay it to them again.
+    old = await publish(redis_client, live.stream, "SESSION_UPDATE", org.id, {"n": 0})
+    seen = await publish(redis_client, live.stream, "SESSION_UPDATE", org.id, {"n": 1})
+    plain = await WsListener(f"ws://{gateway.address}/ws?token={token}&after={old}").connect()
+    await plain.started()
+    sio = await SioListener(f"http://{gateway.address}", "SESSION_UPDATE").connect({"token": token, "lastEventId": old})
+    recorders = (plain.recorder, sio.recorder)
+    for recorder in recorders:
+        await recorder.wait(lambda r: any(e.id == seen for e in r.events), what="the replayed event")
+
+    replica.kill()  # the only replica this gateway knows, mid-subscription
+    killed = time.monotonic()
+    # Committed while no replica serves the gateway: only a resume after the last id delivers it.
+    missed = await publish(redis_client, live.stream, "SESSION_UPDATE", org.id, {"n": 2})
+    replica.restart()  # same port: the gateway's channel finds it again
+    latest = await publish(redis_client, live.stream, "SESSION_UPDATE", org.id, {"n": 3})
+    for recorder in recorders:
+        await recorder.wait(
+            lambda r: r.ended is not None or any(e.id == latest for e in r.events), timeout=15, what="the live event"
+        )
+        assert [e.id for e in recorder.of_type("SESSION_UPDATE")] == [seen, missed, latest]
+        assert recorder.ended is None  # the browser never saw the loss
+    assert time.monotonic() - killed < 12  # the gateway gives up re-subscribing after 10 s
+    assert not [f for f in plain.frames if f["event"] == "resync"]
+    await plain.close()
+    await sio.close()
+    gateway.stop()

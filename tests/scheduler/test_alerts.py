@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 
+import grpc
+import pytest
+
 from services.scheduler.domain import IDLE_CHECK, OVERTIME_CHECK
 from tests.scheduler.conftest import Person, Rig, World
 from tests.scheduler.expected import local
@@ -160,3 +163,25 @@ async def test_alert_listing_pages_and_filters(rig: Rig, world: World) -> None:
         pb.ListAlertsRequest(start_date="2026-08-21", end_date="2026-08-21"), metadata=manager.md
     )
     assert list(dated.alerts) == []
+
+
+@pytest.mark.parametrize(
+    ("idle_minutes", "overtime_hours", "field"),
+    [(0, 9.0, "idle_minutes"), (1441, 9.0, "idle_minutes"), (5, 0.0, "overtime_hours"), (5, 24.01, "overtime_hours")],
+)
+async def test_alert_settings_out_of_range_are_refused_over_grpc(
+    rig: Rig, world: World, idle_minutes: int, overtime_hours: float, field: str
+) -> None:
+    admin = await admin_of(world, await world.organization())
+    request = pb.UpdateAlertSettingsRequest(idle_minutes=idle_minutes, overtime_hours=overtime_hours)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await rig.stub.UpdateAlertSettings(request, metadata=admin.md)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (refused.value.details() or "").startswith(field), refused.value.details()
+    assert dict(refused.value.trailing_metadata() or ())["wp-field"] == field
+    kept = await rig.stub.GetAlertSettings(pb.GetAlertSettingsRequest(), metadata=admin.md)
+    assert (kept.settings.idle_minutes, kept.settings.overtime_hours) == (5, 9.0)
+    # The limits themselves are allowed.
+    edge = pb.UpdateAlertSettingsRequest(idle_minutes=1440, overtime_hours=24.0)
+    saved = await rig.stub.UpdateAlertSettings(edge, metadata=admin.md)
+    assert (saved.settings.idle_minutes, saved.settings.overtime_hours) == (1440, 24.0)

@@ -3,13 +3,23 @@ daily summaries, the latest for the checks), including one a crash left unfinish
 
 from __future__ import annotations
 
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from services.scheduler.domain import ACTIVITY_PARTITIONS, DAILY_SUMMARIES, IDLE_CHECK, OVERTIME_CHECK
 from tests.scheduler.conftest import Rig, World
 from tests.scheduler.test_daily_summaries import busy_day, matches, stored
+from tests.support import eventually, start_mesh
 
 # Later than every other test's clock: job runs are global, and catch-up starts from the
 # newest recorded slot.
@@ -67,3 +77,41 @@ async def test_missed_slots_are_replayed_after_downtime(rig: Rig, world: World) 
     assert len(parts) == 8
     # Nothing is left to catch up.
     assert await restarted.catch_up(BACK_UP) == []
+
+
+@pytest.fixture
+def unmigrated_database(database_url: str) -> Iterator[str]:
+    """An empty database beside the run's: the scheduler's tables do not exist there."""
+    name = f"wp_unmigrated_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'create database "{name}"'))
+    yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+    admin.dispose()
+
+
+async def test_a_failed_catch_up_at_start_is_logged(
+    unmigrated_database: str, mesh_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Started before its migrations ran: the catch-up cannot read the job runs. The process
+    # keeps serving, and the operator reads why nothing was replayed.
+    env = {**mesh_env, "DATABASE_URL": unmigrated_database, "LOG_LEVEL": "WARNING"}
+    mesh = await asyncio.to_thread(start_mesh, env, tmp_path, ("scheduler",))
+    log = tmp_path / "scheduler.log"
+
+    async def logged() -> dict[str, Any] | None:
+        for line in log.read_text().splitlines():
+            if line.startswith("{") and json.loads(line)["msg"] == "catch-up at start failed":
+                found: dict[str, Any] = json.loads(line)
+                return found
+        return None
+
+    try:
+        entry = await eventually(logged, timeout=20, what="the catch-up failure in the scheduler's log")
+        assert entry["level"] == "ERROR" and entry["logger"] == "workpulse.scheduler"
+        assert 'relation "scheduler.job_runs" does not exist' in entry["exc"]
+        assert await asyncio.to_thread(mesh.processes["scheduler"].healthy)
+    finally:
+        await asyncio.to_thread(mesh.stop)

@@ -139,10 +139,14 @@ async def test_apscheduler_fires_each_job_at_its_slot_starts(rig: Rig) -> None:
     try:
         jobs_by_id = {j.id: j for j in scheduler.get_jobs()}
         assert set(jobs_by_id) == {"daily_summaries", "idle_check", "overtime_check", "activity_partitions"}
-        now = datetime.now(UTC)
-        for job_id, minutes in (("daily_summaries", 15), ("idle_check", 1), ("overtime_check", 30)):
+        # Half past a minute, so a trigger that starts counting at "now" cannot land on a slot.
+        now = datetime.now(UTC).replace(second=30, microsecond=0)
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        periods = {"daily_summaries": 15, "idle_check": 1, "overtime_check": 30, "activity_partitions": 360}
+        for job_id, minutes in periods.items():
+            period = timedelta(minutes=minutes)
+            slot_start = epoch + (now - epoch) // period * period  # the slot ``now`` is in
             fire = jobs_by_id[job_id].trigger.get_next_fire_time(None, now)
-            assert fire is not None and fire > now - timedelta(minutes=minutes)
-            assert fire.second == 0 and fire.minute % minutes == 0
+            assert fire == slot_start + period, (job_id, fire)  # the next slot's first instant
     finally:
         scheduler.shutdown(wait=False)

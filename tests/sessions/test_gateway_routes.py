@@ -44,11 +44,13 @@ async def client(sessions_mesh: Mesh) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def _assert_error(response: httpx.Response, status: int, path: str) -> None:
+def _assert_error(response: httpx.Response, status: int, path: str, starts: str = "") -> None:
+    """The error body; ``starts`` is how its message begins (a 400 names its field first)."""
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"statusCode", "message", "timestamp", "path"}
     assert body["statusCode"] == status and body["path"] == path and body["message"]
+    assert body["message"].startswith(starts), body
 
 
 async def test_session_lifecycle_over_rest(client: httpx.AsyncClient, make_user: UserFactory) -> None:
@@ -95,16 +97,27 @@ async def test_others_sessions_are_404_and_bad_input_is_400(client: httpx.AsyncC
         stop = await client.post(f"/sessions/{session['id']}/stop", headers=other.headers)
         _assert_error(stop, 404, f"/sessions/{session['id']}/stop")
 
-    _assert_error(await client.get("/sessions/not-a-uuid", headers=owner.headers), 400, "/sessions/not-a-uuid")
-    _assert_error(await client.post("/sessions/123/stop", headers=owner.headers), 400, "/sessions/123/stop")
-    bad_bodies = [b'{"project_id": "nope"}', b'{"project_id": 42}', b'{"project_id": "\\ud800"}', b"[1]", b"{"]
+    not_a_uuid = await client.get("/sessions/not-a-uuid", headers=owner.headers)
+    _assert_error(not_a_uuid, 400, "/sessions/not-a-uuid", "session_id:")
+    stop_123 = await client.post("/sessions/123/stop", headers=owner.headers)
+    _assert_error(stop_123, 400, "/sessions/123/stop", "session_id:")
+    bad_bodies = [
+        (b'{"project_id": "nope"}', "project_id:"),
+        (b'{"project_id": 42}', "project_id:"),
+        (b'{"project_id": "\\ud800"}', "project_id:"),
+        (b"[1]", "request body must be a JSON object"),
+        (b"{", "malformed JSON"),
+    ]
     fresh = make_user()
     json_headers = {**fresh.headers, "content-type": "application/json"}
-    for raw in bad_bodies:
+    for raw, starts in bad_bodies:
         response = await client.post("/sessions/start", content=raw, headers=json_headers)
-        _assert_error(response, 400, "/sessions/start")
-    stop_bad = await client.post(f"/sessions/{session['id']}/stop", json={"version": "1"}, headers=owner.headers)
-    _assert_error(stop_bad, 400, f"/sessions/{session['id']}/stop")
+        _assert_error(response, 400, "/sessions/start", starts)
+    assert (await client.get("/sessions/active", headers=fresh.headers)).json() == []  # nothing was started
+    stop_path = f"/sessions/{session['id']}/stop"
+    for body, starts in (({"version": "1"}, "version:"), ({"version": -1}, "version:"), ([], "request body")):
+        _assert_error(await client.post(stop_path, json=body, headers=owner.headers), 400, stop_path, starts)
+    assert (await client.get(f"/sessions/{session['id']}", headers=owner.headers)).json()["status"] == "active"
     unknown_project = await client.post(
         "/sessions/start", json={"project_id": str(uuid.uuid4())}, headers=fresh.headers
     )
@@ -117,9 +130,11 @@ async def test_others_sessions_are_404_and_bad_input_is_400(client: httpx.AsyncC
         "page_size=5000",
         "status=paused",
         "user_id=x",
+        "project_id=x",
         "page_token=%%%",
     ):
-        _assert_error(await client.get(f"/sessions?{query}", headers=owner.headers), 400, "/sessions")
+        field = query.split("=", 1)[0]
+        _assert_error(await client.get(f"/sessions?{query}", headers=owner.headers), 400, "/sessions", field)
     _assert_error(await client.get("/sessions/active"), 401, "/sessions/active")
 
 
@@ -156,8 +171,9 @@ async def test_projects_crud_and_roles_over_rest(client: httpx.AsyncClient, make
 
     _assert_error(await client.post("/projects", json={"name": "Mine"}, headers=employee.headers), 403, "/projects")
     _assert_error(await client.post("/projects", json={"name": "website"}, headers=manager.headers), 409, "/projects")
-    _assert_error(await client.post("/projects", json={}, headers=manager.headers), 400, "/projects")
-    _assert_error(await client.post("/projects", json={"name": 5}, headers=manager.headers), 400, "/projects")
+    for body in ({}, {"name": 5}, {"name": "  "}, {"name": "n" * 201}, {"name": "Ok", "description": "d" * 2001}):
+        field = "description" if "description" in body else "name"
+        _assert_error(await client.post("/projects", json=body, headers=manager.headers), 400, "/projects", field)
 
     listed = await client.get("/projects", headers=employee.headers)
     assert listed.status_code == 200 and [p["id"] for p in listed.json()] == [project["id"]]
@@ -180,9 +196,40 @@ async def test_projects_crud_and_roles_over_rest(client: httpx.AsyncClient, make
 
     stranger = make_user("admin")
     _assert_error(await client.get(path, headers=stranger.headers), 404, path)
-    _assert_error(await client.get("/projects/zzz", headers=manager.headers), 400, "/projects/zzz")
+    _assert_error(await client.get("/projects/zzz", headers=manager.headers), 400, "/projects/zzz", "project_id:")
     missing = f"/projects/{uuid.uuid4()}"
     _assert_error(await client.delete(missing, headers=manager.headers), 404, missing)
+
+
+async def test_bad_project_updates_and_ids_are_400_naming_the_field(
+    client: httpx.AsyncClient, make_user: UserFactory
+) -> None:
+    manager = make_user("manager")
+    project = (
+        await client.post("/projects", json={"name": "Kept", "description": "as is"}, headers=manager.headers)
+    ).json()
+    other = (await client.post("/projects", json={"name": "Taken"}, headers=manager.headers)).json()
+    path = f"/projects/{project['id']}"
+    for body, field in (
+        ({"name": 5}, "name:"),
+        ({"name": ""}, "name"),
+        ({"name": "n" * 201}, "name"),
+        ({"description": ["x"]}, "description:"),
+        ({"description": "d" * 2001}, "description"),
+        ([1], "request body must be a JSON object"),
+    ):
+        _assert_error(await client.put(path, json=body, headers=manager.headers), 400, path, field)
+    _assert_error(await client.put(path, json={"name": "taken"}, headers=manager.headers), 409, path)
+    for bad in ("zzz", "123", "not-a-uuid"):
+        bad_path = f"/projects/{bad}"
+        _assert_error(
+            await client.put(bad_path, json={"name": "x"}, headers=manager.headers), 400, bad_path, "project_id:"
+        )
+        _assert_error(await client.delete(bad_path, headers=manager.headers), 400, bad_path, "project_id:")
+    # Nothing was changed or deleted by the refused calls.
+    assert (await client.get(path, headers=manager.headers)).json() == project
+    listed = await client.get("/projects", headers=manager.headers)
+    assert sorted(p["id"] for p in listed.json()) == sorted([project["id"], other["id"]])
 
 
 async def test_write_rate_limit_is_per_user_with_retry_after(client: httpx.AsyncClient, make_user: UserFactory) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.sessions.conftest import Server, UserFactory
 from tests.support import start_mesh
@@ -21,7 +22,11 @@ TABLES = ("sessions.work_sessions", "sessions.projects", "sessions.applied_batch
 
 
 async def test_runtime_role_sees_only_its_tenant_without_any_where_clause(
-    sessions_server: Server, make_user: UserFactory, database_url: str, service_md: tuple[tuple[str, str], ...]
+    sessions_server: Server,
+    make_user: UserFactory,
+    database_url: str,
+    owner_engine: AsyncEngine,
+    service_md: tuple[tuple[str, str], ...],
 ) -> None:
     ours, theirs = make_user("admin"), make_user("admin")
     for user in (ours, theirs):
@@ -31,6 +36,13 @@ async def test_runtime_role_sees_only_its_tenant_without_any_where_clause(
             pb.ApplyActivityRequest(organization_id=user.org, session_id=s.id, idempotency_key="k", active_seconds=1),
             metadata=service_md,
         )
+    # The other tenant has rows of its own in every table (else "none of theirs" proves nothing).
+    async with owner_engine.connect() as conn:
+        for table in TABLES:
+            rows = await conn.execute(
+                text(f"select count(*) from {table} where organization_id = :org"), {"org": theirs.org}
+            )
+            assert rows.scalar_one() > 0, table
     engine = create_engine(database_url, pool_size=1)
     uow = UnitOfWork(engine)
     try:
