@@ -112,3 +112,18 @@ def test_service_identity_token_is_cached_and_short_lived(key_dir) -> None:  # t
     assert identity.token() == first
     claims = jwt.decode(first, options={"verify_signature": False})
     assert claims["exp"] - claims["iat"] <= ServiceIdentity.LIFETIME
+
+
+def test_a_token_verified_once_is_still_refused_once_it_expires(verifier: TokenVerifier, tokens: TokenFactory) -> None:
+    token = tokens.user(role="employee", ttl=1)
+    assert verifier.verify(token).role == "employee"  # verified, and remembered
+    time.sleep(1.1)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(token)
+
+
+def test_a_refused_token_is_refused_again(verifier: TokenVerifier, tokens: TokenFactory) -> None:
+    forged = tokens.user() + "x"
+    for _ in range(2):  # a failure is never remembered as a success
+        with pytest.raises(Unauthenticated):
+            verifier.verify(forged)
