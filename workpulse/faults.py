@@ -5,7 +5,8 @@ TEST-ONLY. A fault point does nothing unless the process was started with the va
 SIGKILL land exactly where a recovery path matters (between a commit and the call that
 follows it), on every run, instead of at a random moment that usually misses.
 
-Syntax, read once at start-up by :func:`arm_from_environment`::
+Syntax, read once at start-up by :func:`arm_from_environment` (every process calls it
+through ``runtime.start_process``)::
 
     WORKPULSE_FAULT_POINTS="<point>=kill:<n>[,<point>=kill:<n>...]"
 

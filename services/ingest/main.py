@@ -22,7 +22,7 @@ from services.ingest.servicer import SERVICE_NAME, IngestServicer
 from services.ingest.sessions_peer import SessionsPeer
 from services.ingest.use_cases import Ingest
 from services.ingest.writer import ActivityWriter
-from workpulse import faults, runtime
+from workpulse import runtime
 from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
 from workpulse.grpc_server import RunningServer, Servicer, build_server, channel, serve
 from workpulse.ingest.v1 import ingest_pb2_grpc
@@ -145,7 +145,6 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
 
 def main() -> None:
     settings = load(Settings)
-    faults.arm_from_environment()  # test-only crash points; unset in production
     runtime.start_process("ingest", settings)
 
     async def run() -> None:

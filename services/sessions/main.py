@@ -13,7 +13,7 @@ from services.sessions import housekeeping
 from services.sessions.limits import RequestBudget
 from services.sessions.reporting_servicer import reporting_servicer
 from services.sessions.servicer import SERVICE_NAME, SessionsServicer
-from workpulse import faults, runtime
+from workpulse import runtime
 from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
 from workpulse.grpc_server import RunningServer, Servicer, build_server, serve
 from workpulse.outbox import EVENTS_TOPIC, OutboxRelay, StreamPublisher
@@ -92,7 +92,6 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
 
 def main() -> None:
     settings = load(Settings)
-    faults.arm_from_environment()  # test-only crash points; unset in production
     runtime.start_process("sessions", settings)
 
     async def run() -> None:
