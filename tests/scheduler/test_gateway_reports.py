@@ -53,7 +53,7 @@ def error(response: httpx.Response, status: int, mentions: str = "") -> None:
     assert mentions in body["message"], body
 
 
-async def test_reports_alerts_and_export(rig: Rig, world: World, http: httpx.AsyncClient) -> None:
+async def test_reports_and_export(rig: Rig, world: World, http: httpx.AsyncClient) -> None:
     org = await world.organization("America/New_York")
     manager = await world.user(org, role="manager")
     worker = await world.user(org)
