@@ -274,7 +274,7 @@ def start_mesh(base_env: dict[str, str], log_dir: Path, only: tuple[str, ...] | 
     mesh = Mesh()
     log_dir.mkdir(parents=True, exist_ok=True)
     for s in specs:
-        mesh.processes[s.name] = ServiceProcess(s, ports[s.name], env, log_dir / f"{s.name}.log")
+        mesh.processes[s.name] = ServiceProcess(s, ports[s.name], dict(env), log_dir / f"{s.name}.log")
     try:
         for p in mesh.processes.values():
             p.start()
