@@ -234,6 +234,17 @@ class ServiceProcess:
         self.start()
         self.wait_healthy()
 
+    async def restart_async(self, timeout: float = 30.0) -> None:
+        """``restart`` off the event loop, so the test's streams keep running meanwhile."""
+        await asyncio.to_thread(self.start)
+        await asyncio.to_thread(self.wait_healthy, timeout)
+
+    async def exited(self, timeout: float = 30.0) -> int:
+        """Waits off the event loop for the process to end by itself; its exit status
+        (negative: the signal that ended it)."""
+        assert self.proc is not None
+        return await asyncio.to_thread(self.proc.wait, timeout)
+
 
 @dataclass
 class Mesh:
@@ -263,7 +274,7 @@ def start_mesh(base_env: dict[str, str], log_dir: Path, only: tuple[str, ...] | 
     mesh = Mesh()
     log_dir.mkdir(parents=True, exist_ok=True)
     for s in specs:
-        mesh.processes[s.name] = ServiceProcess(s, ports[s.name], env, log_dir / f"{s.name}.log")
+        mesh.processes[s.name] = ServiceProcess(s, ports[s.name], dict(env), log_dir / f"{s.name}.log")
     try:
         for p in mesh.processes.values():
             p.start()

@@ -8,12 +8,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from workpulse import log, telemetry
+from workpulse import faults, log, telemetry
 from workpulse.identity import ServiceIdentity, TokenVerifier, load_private_key, load_public_key
 from workpulse.settings import CommonSettings
 
 
 def start_process(service: str, settings: CommonSettings) -> None:
+    faults.arm_from_environment()  # test-only crash points (workpulse.faults); unset in production
     log.configure(service, settings.log_level)
     telemetry.configure(service, settings.otel_exporter_otlp_endpoint, sql_spans=settings.otel_sql_spans)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.sessions import use_cases
 from services.sessions.limits import READ, WRITE, RequestBudget
 from services.sessions.messages import moment, project_message, session_message
+from workpulse import faults
 from workpulse.db import UnitOfWork
 from workpulse.identity import Principal
 from workpulse.interceptors import principal
@@ -73,6 +74,8 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
             event_count=request.event_count,
         )
         session, duplicate = await use_cases.apply_activity(self._uow, principal(), delta)
+        # Tests kill here: applied and committed, never acknowledged (ingest must resend the same key).
+        faults.reached("sessions.after_apply")
         return pb.ApplyActivityResponse(session=session_message(session), duplicate=duplicate)
 
     async def CreateProject(self, request: pb.CreateProjectRequest, context: object) -> pb.CreateProjectResponse:

@@ -230,6 +230,7 @@ async def test_grpc_names_the_bad_field_in_a_trailer(
         await getattr(stub, method)(request_)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert dict(raised.value.trailing_metadata() or ())["wp-field"] == field
+    assert (raised.value.details() or "").startswith(field), raised.value.details()
 
 
 async def test_a_service_identity_is_not_a_user_of_any_organization(

@@ -5,6 +5,7 @@ rotates once."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -15,17 +16,22 @@ from tests.support import eventually
 from workpulse.auth.v1 import auth_pb2_grpc
 
 
-async def test_racing_redemptions_of_one_invite_admit_one_user(
-    gateway: httpx.AsyncClient, stub: auth_pb2_grpc.AuthServiceAsyncStub, org: Organization
-) -> None:
-    issued = await invite(stub, org.admin, "employee")
-    body = {
+def _redemption(issued: Any, org: Organization) -> dict[str, str]:
+    """The sign-up body of the invitee redeeming ``issued``."""
+    return {
         "email": issued.email,
         "password": PASSWORD,
         "name": "Racer",
         "organization_id": org.admin.org,
         "invite_token": issued.token,
     }
+
+
+async def test_racing_redemptions_of_one_invite_admit_one_user(
+    gateway: httpx.AsyncClient, stub: auth_pb2_grpc.AuthServiceAsyncStub, org: Organization
+) -> None:
+    issued = await invite(stub, org.admin, "employee")
+    body = _redemption(issued, org)
     replies = await asyncio.gather(*(gateway.post("/auth/register", json=body) for _ in range(8)))
     codes = sorted(r.status_code for r in replies)
     assert codes.count(201) == 1, [r.text for r in replies]
@@ -58,13 +64,7 @@ async def test_redemptions_racing_the_first_one_are_told_the_invite_is_used(
     redemption stops just before its commit, with the invite row locked and the user
     inserted; the others start only then and are let go together."""
     issued = await invite(stub, org.admin, "employee")
-    body = {
-        "email": issued.email,
-        "password": PASSWORD,
-        "name": "Racer",
-        "organization_id": org.admin.org,
-        "invite_token": issued.token,
-    }
+    body = _redemption(issued, org)
     async with owner_engine.connect() as gate:
         await gate.execute(text("lock table auth.outbox in share mode"))
         first = asyncio.create_task(gateway.post("/auth/register", json=body))

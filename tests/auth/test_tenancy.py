@@ -78,6 +78,7 @@ async def test_another_organizations_invites_and_tokens_do_not_work_here(
         },
     )
     assert joined.status_code == 400
+    assert joined.json()["message"].startswith("invite_token"), joined.json()
     # B's refresh token is B's: refreshing it yields B, never A.
     refreshed = await gateway.post("/auth/refresh", json={"refresh_token": other_org.employee.refresh_token})
     assert refreshed.json()["user"]["organization_id"] == other_org.admin.org

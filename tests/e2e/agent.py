@@ -62,12 +62,15 @@ class Agent:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{len(self.unacked)} batches never acknowledged")
             try:
-                await self._stream_once()
+                await self.stream_once()
             except grpc.aio.AioRpcError:
                 self.reconnects += 1
                 await asyncio.sleep(0.2)
 
-    async def _stream_once(self) -> None:
+    async def stream_once(self) -> None:
+        """One connection: sends every unacknowledged batch (``window`` at a time) and reads
+        the acks; a batch acked with an error is left for the next connection. Raises
+        ``grpc.aio.AioRpcError`` when the stream breaks (no reconnect: see ``run``)."""
         async with grpc.aio.insecure_channel(self.address) as channel:
             stub = ingest_pb2_grpc.IngestServiceStub(channel)
             pending = self.unacked

@@ -92,7 +92,7 @@ async def test_a_batch_accepts_events_or_activities_and_reports_each_rejection(
     only_bad = await client.post(
         "/activity/batch", json={"sessionId": session["id"], "events": events[2:]}, headers=_h(user)
     )
-    _error(only_bad, 400, "timestamp")
+    _error(only_bad, 400, "events.0.timestamp: in the future")
 
 
 @pytest.mark.parametrize(
@@ -120,14 +120,24 @@ async def test_malformed_batches_are_400s(client: httpx.AsyncClient, make_user: 
     stamp = datetime.now(UTC).isoformat()
     one = {"activityType": "active", "durationSeconds": 1, "timestamp": stamp}
     cases = [
-        ({"sessionId": session["id"], "events": [{"activityType": "active", "durationSeconds": 1}]}, "timestamp"),
-        ({"sessionId": session["id"], "events": []}, "events"),
-        ({"sessionId": session["id"], "events": [one] * 1001}, "1000"),
-        ({"events": [one]}, "sessionId"),
-        ({"sessionId": "nope", "events": [one]}, "sessionId"),
+        (
+            {"sessionId": session["id"], "events": [{"activityType": "active", "durationSeconds": 1}]},
+            "events.0.timestamp: required",
+        ),
+        ({"sessionId": session["id"], "events": [one, {**one, "durationSeconds": -5}]}, "events.1.durationSeconds"),
+        ({"sessionId": session["id"], "events": [one, {**one, "activityType": "x"}]}, "events.1.activityType"),
+        ({"sessionId": session["id"], "events": []}, "events:"),
+        ({"sessionId": session["id"]}, "events:"),
+        ({"sessionId": session["id"], "events": [one] * 1001}, "events: at most 1000"),
+        ({"events": [one]}, "sessionId:"),
+        ({"sessionId": "nope", "events": [one]}, "sessionId:"),
+        ({"sessionId": 7, "events": [one]}, "sessionId:"),
     ]
     for body, mentions in cases:
         _error(await client.post("/activity/batch", json=body, headers=_h(user)), 400, mentions)
+    # None of the refused batches counted anything.
+    got = await client.get(f"/sessions/{session['id']}", headers=_h(user))
+    assert (got.json()["total_active_seconds"], got.json()["total_idle_seconds"]) == (0, 0)
 
 
 async def test_someone_elses_session_is_404_and_a_stopped_one_409(
@@ -137,7 +147,7 @@ async def test_someone_elses_session_is_404_and_a_stopped_one_409(
     session = await _session(client, owner)
     body = {"activityType": "active", "durationSeconds": 60}
     _error(await client.post(f"/sessions/{session['id']}/activity", json=body, headers=_h(other)), 404, "not found")
-    _error(await client.post("/sessions/not-a-uuid/activity", json=body, headers=_h(owner)), 400, "session_id")
+    _error(await client.post("/sessions/not-a-uuid/activity", json=body, headers=_h(owner)), 400, "session_id:")
     stopped = await client.post(f"/sessions/{session['id']}/stop", json={}, headers=_h(owner))
     assert stopped.status_code == 200
     _error(await client.post(f"/sessions/{session['id']}/activity", json=body, headers=_h(owner)), 409, "stopped")

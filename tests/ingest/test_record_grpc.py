@@ -115,6 +115,7 @@ async def test_a_rejected_single_event_fails_the_call_naming_the_field(stack: St
         )
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert dict(bad.value.trailing_metadata() or ())["wp-field"] == "duration_seconds"
+    assert (bad.value.details() or "").startswith("duration_seconds"), bad.value.details()
 
 
 async def test_oversized_batches_fail_whole_and_store_nothing(
@@ -126,7 +127,8 @@ async def test_oversized_batches_fail_whole_and_store_nothing(
     with pytest.raises(grpc.aio.AioRpcError) as big:
         await _batch(stack, user, session.id, [event(1, at=now, client_id=str(n)) for n in range(1001)])
     assert big.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "1000" in (big.value.details() or "")
+    assert (big.value.details() or "").startswith("events: at most 1000"), big.value.details()
+    assert dict(big.value.trailing_metadata() or ())["wp-field"] == "events"
     reply = await _batch(stack, user, session.id, [event(1, at=now, client_id=str(n)) for n in range(1000)])
     assert reply.accepted == 1000
     assert reply.session.total_active_seconds == 1000
@@ -148,6 +150,8 @@ async def test_only_the_owner_records_others_see_not_found(stack: Stack, make_us
             pb.RecordActivityRequest(session_id="nope", event=event(60)), metadata=owner.md
         )
     assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (malformed.value.details() or "").startswith("session_id"), malformed.value.details()
+    assert dict(malformed.value.trailing_metadata() or ())["wp-field"] == "session_id"
     with pytest.raises(grpc.aio.AioRpcError) as anonymous:
         await stack.ingest.RecordActivity(request)
     assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED

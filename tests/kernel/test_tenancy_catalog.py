@@ -41,8 +41,10 @@ ROWS: dict[str, str] = {
     "auth.refresh_tokens": "insert into auth.refresh_tokens (organization_id, id, family_id, user_id, token_hash, "
     "expires_at) values (:org, :n, :n, :user, :mail, now() + interval '1 day')",
     "sessions.projects": "insert into sessions.projects (organization_id, id, name) values (:org, :project, 'P')",
-    "sessions.work_sessions": "insert into sessions.work_sessions (organization_id, id, user_id, project_id) "
-    "values (:org, :session, :user, :project)",
+    # Stopped, so no idle check of a later test alerts on it.
+    "sessions.work_sessions": "insert into sessions.work_sessions (organization_id, id, user_id, project_id, "
+    "start_time, end_time, status) values (:org, :session, :user, :project, now() - interval '1 hour', now(), "
+    "'stopped')",
     "sessions.applied_batches": "insert into sessions.applied_batches (organization_id, idempotency_key, session_id) "
     "values (:org, :mail, :session)",
     "ingest.activity_logs": 'insert into ingest.activity_logs (organization_id, session_id, user_id, "timestamp", '

@@ -135,7 +135,8 @@ async def test_websocket_and_socketio_clients_receive_session_update(
     sio = await SioListener(live.http(1), "SESSION_UPDATE").connect({"token": org.tokens[worker]})
     payload = {**SESSION, "userId": worker}
     event_id = await publish(redis_client, live.stream, "SESSION_UPDATE", org.id, payload)
-    ((_, stored),) = await redis_client.xrange(live.stream, event_id, event_id)
+    entries: list[tuple[str, dict[str, str]]] = await redis_client.xrange(live.stream, event_id, event_id)  # type: ignore[assignment]
+    ((_, stored),) = entries
     for recorder in (plain.recorder, sio.recorder):
         await recorder.wait(lambda r: bool(r.of_type("SESSION_UPDATE")), what="SESSION_UPDATE")
         (got,) = recorder.of_type("SESSION_UPDATE")

@@ -22,20 +22,19 @@ from workpulse.redisconn import Keys
 
 LEASE_SECONDS = 60.0
 
-Stub = pb_grpc.RealtimeServiceStub
-
 
 @pytest.fixture
-async def server(settings_env: dict[str, str], rt_prefix: str) -> AsyncIterator[InProcessServer[Stub]]:
-    settings = Settings(
-        grpc_port=0, redis_prefix=rt_prefix, **{**FAST_PRESENCE, "presence_lease_seconds": LEASE_SECONDS}
-    )  # type: ignore[arg-type]
-    running, stop = await start_in_process(build, settings, Stub)
+async def server(
+    settings_env: dict[str, str], rt_prefix: str
+) -> AsyncIterator[InProcessServer[pb_grpc.RealtimeServiceAsyncStub]]:
+    fast = {**FAST_PRESENCE, "presence_lease_seconds": LEASE_SECONDS}
+    settings = Settings(grpc_port=0, redis_prefix=rt_prefix, **fast)  # type: ignore[arg-type]
+    running, stop = await start_in_process(build, settings, pb_grpc.RealtimeServiceStub)
     yield running
     await stop()
 
 
-async def _online(stub: Stub, org: Org) -> dict[str, int]:
+async def _online(stub: pb_grpc.RealtimeServiceAsyncStub, org: Org) -> dict[str, int]:
     """Who of ``org`` is online, as its manager sees it, with their connection counts."""
     reply = await stub.GetPresence(pb.GetPresenceRequest(), metadata=auth(org.tokens[org.manager]))
     return {u.user_id: u.connections for u in reply.users}
@@ -46,7 +45,10 @@ def _transitions(listener: GrpcListener, user: str) -> list[str]:
 
 
 async def test_disconnect_by_a_service_releases_the_lease_and_publishes_offline_once(
-    server: InProcessServer[Stub], redis: aioredis.Redis, rt_prefix: str, tokens: TokenFactory
+    server: InProcessServer[pb_grpc.RealtimeServiceAsyncStub],
+    redis: aioredis.Redis,
+    rt_prefix: str,
+    tokens: TokenFactory,
 ) -> None:
     org = Org.create(tokens)
     worker, colleague = org.employees
@@ -81,7 +83,9 @@ async def test_disconnect_by_a_service_releases_the_lease_and_publishes_offline_
     await boss.close()
 
 
-async def test_a_user_releases_their_own_lease(server: InProcessServer[Stub], tokens: TokenFactory) -> None:
+async def test_a_user_releases_their_own_lease(
+    server: InProcessServer[pb_grpc.RealtimeServiceAsyncStub], tokens: TokenFactory
+) -> None:
     org = Org.create(tokens)
     worker = org.employees[0]
     boss = await GrpcListener(server.channel, org.tokens[org.manager], subscribe_request()).started()
@@ -110,7 +114,11 @@ BAD_LEASES = [
 @pytest.mark.parametrize("rpc", ["Heartbeat", "Disconnect"])
 @pytest.mark.parametrize(("caller", "fields"), BAD_LEASES)
 async def test_bad_lease_requests_are_invalid_and_change_no_presence(
-    server: InProcessServer[Stub], tokens: TokenFactory, rpc: str, caller: str, fields: dict[str, str]
+    server: InProcessServer[pb_grpc.RealtimeServiceAsyncStub],
+    tokens: TokenFactory,
+    rpc: str,
+    caller: str,
+    fields: dict[str, str],
 ) -> None:
     org = Org.create(tokens)
     worker = org.employees[0]

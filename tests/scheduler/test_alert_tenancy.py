@@ -5,6 +5,7 @@ is tested on its own."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -33,7 +34,7 @@ class TwoOrganizations:
 
 
 @pytest.fixture
-async def two(rig: Rig, world: World, tokens: TokenFactory) -> TwoOrganizations:
+async def two(rig: Rig, world: World, tokens: TokenFactory) -> AsyncIterator[TwoOrganizations]:
     ours = await world.user(await world.organization(), role="manager")
     theirs = await world.organization()
     manager = await world.user(theirs, role="manager")
@@ -46,7 +47,8 @@ async def two(rig: Rig, world: World, tokens: TokenFactory) -> TwoOrganizations:
     assert run.error == ""
     rows = await world.rows("select id::text from scheduler.alerts where session_id = :sid", sid=session.id)
     assert len(rows) == 1
-    return TwoOrganizations(ours, manager, employee, rows[0][0])
+    yield TwoOrganizations(ours, manager, employee, rows[0][0])
+    await world.stop(session, AS_OF)  # no idle session left behind for other tests' checks
 
 
 async def acknowledgement_of(world: World, alert_id: str) -> tuple[object, object]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
+import grpc
 import pytest
 
 from services.sessions.main import Settings, build
@@ -47,3 +48,13 @@ def make_user(tokens: TokenFactory) -> UserFactory:
 @pytest.fixture(scope="session")
 def service_md(tokens: TokenFactory) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {tokens.service('ingest')}"),)
+
+
+async def invalid_argument(call: Any, field: str) -> None:
+    """``call`` fails with INVALID_ARGUMENT naming ``field`` (in its details and its wp-field trailer)."""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call
+    error = raised.value
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+    assert field in (error.details() or ""), error.details()
+    assert dict(error.trailing_metadata() or ()).get("wp-field") == field, error.trailing_metadata()

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tests.sessions.conftest import Server, User, UserFactory
+from tests.sessions.conftest import Server, User, UserFactory, invalid_argument
 from tests.support import eventually
 from workpulse.outbox import events_stream
 from workpulse.redisconn import Keys
@@ -120,16 +120,14 @@ async def test_apply_activity_is_for_services_and_tenants_only(
     assert other_tenant.value.code() == grpc.StatusCode.NOT_FOUND
 
     bad = [
-        _apply(user, session.id, ""),
-        _apply(user, session.id, "neg", active=-1),
-        _apply(user, session.id, "huge", idle=10**9),
-        _apply(user, "not-a-uuid", "k"),
-        pb.ApplyActivityRequest(organization_id="x", session_id=session.id, idempotency_key="k"),
+        (_apply(user, session.id, ""), "idempotency_key"),
+        (_apply(user, session.id, "neg", active=-1), "active_seconds"),
+        (_apply(user, session.id, "huge", idle=10**9), "idle_seconds"),
+        (_apply(user, "not-a-uuid", "k"), "session_id"),
+        (pb.ApplyActivityRequest(organization_id="x", session_id=session.id, idempotency_key="k"), "organization_id"),
     ]
-    for request in bad:
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await sessions_server.stub.ApplyActivity(request, metadata=service_md)
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for request, field in bad:
+        await invalid_argument(sessions_server.stub.ApplyActivity(request, metadata=service_md), field)
     # A failed apply leaves its key unclaimed: the retry counts.
     missing = _apply(user, str(uuid.uuid4()), "retry-me")
     with pytest.raises(grpc.aio.AioRpcError):

@@ -8,7 +8,7 @@ import uuid
 import grpc
 import pytest
 
-from tests.sessions.conftest import Server, UserFactory
+from tests.sessions.conftest import Server, UserFactory, invalid_argument
 from workpulse.sessions.v1 import sessions_pb2 as pb
 
 
@@ -98,13 +98,20 @@ async def test_project_names_and_bad_input(sessions_server: Server, make_user: U
     rename = stub.UpdateProject(pb.UpdateProjectRequest(project_id=beta.id, name="ALPHA"), metadata=manager.md)
     assert await _code(rename) == grpc.StatusCode.ALREADY_EXISTS
     invalid = [
-        stub.CreateProject(pb.CreateProjectRequest(name="   "), metadata=manager.md),
-        stub.CreateProject(pb.CreateProjectRequest(name="x" * 201), metadata=manager.md),
-        stub.CreateProject(pb.CreateProjectRequest(name="ok", description="d" * 2001), metadata=manager.md),
-        stub.GetProject(pb.GetProjectRequest(project_id="42"), metadata=manager.md),
-        stub.UpdateProject(pb.UpdateProjectRequest(project_id=beta.id, name=""), metadata=manager.md),
+        (stub.CreateProject(pb.CreateProjectRequest(name="   "), metadata=manager.md), "name"),
+        (stub.CreateProject(pb.CreateProjectRequest(name="x" * 201), metadata=manager.md), "name"),
+        (
+            stub.CreateProject(pb.CreateProjectRequest(name="ok", description="d" * 2001), metadata=manager.md),
+            "description",
+        ),
+        (stub.GetProject(pb.GetProjectRequest(project_id="42"), metadata=manager.md), "project_id"),
+        (stub.UpdateProject(pb.UpdateProjectRequest(project_id=beta.id, name=""), metadata=manager.md), "name"),
+        (stub.UpdateProject(pb.UpdateProjectRequest(project_id="x", name="y"), metadata=manager.md), "project_id"),
+        (stub.DeleteProject(pb.DeleteProjectRequest(project_id="x"), metadata=manager.md), "project_id"),
     ]
-    for call in invalid:
-        assert await _code(call) == grpc.StatusCode.INVALID_ARGUMENT
+    for call, field in invalid:
+        await invalid_argument(call, field)
+    names = sorted(p.name for p in (await stub.ListProjects(pb.ListProjectsRequest(), metadata=manager.md)).projects)
+    assert names == ["Alpha", "Beta"]  # nothing was created, renamed or deleted
     unknown = stub.UpdateProject(pb.UpdateProjectRequest(project_id=str(uuid.uuid4()), name="z"), metadata=manager.md)
     assert await _code(unknown) == grpc.StatusCode.NOT_FOUND

@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.sessions.conftest import Server, UserFactory
+from tests.sessions.conftest import Server, UserFactory, invalid_argument
 from workpulse.sessions.v1 import sessions_pb2 as pb
 
 
@@ -136,15 +136,17 @@ async def test_bad_input_is_invalid_argument_not_internal(sessions_server: Serve
     user = make_user()
     stub = sessions_server.stub
     cases = [
-        stub.GetSession(pb.GetSessionRequest(session_id="not-a-uuid"), metadata=user.md),
-        stub.StopSession(pb.StopSessionRequest(session_id="1; drop table x"), metadata=user.md),
-        stub.StartSession(pb.StartSessionRequest(project_id="nope"), metadata=user.md),
-        stub.ListSessions(pb.ListSessionsRequest(page_size=1000), metadata=user.md),
-        stub.ListSessions(pb.ListSessionsRequest(page_token="garbage!"), metadata=user.md),
-        stub.ListSessions(pb.ListSessionsRequest(status="paused"), metadata=user.md),
+        (stub.GetSession(pb.GetSessionRequest(session_id="not-a-uuid"), metadata=user.md), "session_id"),
+        (stub.StopSession(pb.StopSessionRequest(session_id="1; drop table x"), metadata=user.md), "session_id"),
+        (stub.StartSession(pb.StartSessionRequest(project_id="nope"), metadata=user.md), "project_id"),
+        (stub.ListSessions(pb.ListSessionsRequest(page_size=1000), metadata=user.md), "page_size"),
+        (stub.ListSessions(pb.ListSessionsRequest(page_token="garbage!"), metadata=user.md), "page_token"),
+        (stub.ListSessions(pb.ListSessionsRequest(status="paused"), metadata=user.md), "status"),
+        (stub.ListSessions(pb.ListSessionsRequest(user_id="x"), metadata=user.md), "user_id"),
     ]
-    for call in cases:
-        assert await _code(call) == grpc.StatusCode.INVALID_ARGUMENT
+    for call, field in cases:
+        await invalid_argument(call, field)
+    assert list((await stub.ListActiveSessions(pb.ListActiveSessionsRequest(), metadata=user.md)).sessions) == []
     unknown_project = stub.StartSession(pb.StartSessionRequest(project_id=str(uuid.uuid4())), metadata=user.md)
     assert await _code(unknown_project) == grpc.StatusCode.NOT_FOUND
     missing = stub.GetSession(pb.GetSessionRequest(session_id=str(uuid.uuid4())), metadata=user.md)
