@@ -135,4 +135,4 @@ async def _run(settings: Settings) -> None:
 def main() -> None:
     settings = load(Settings)
     runtime.start_process(SERVICE, settings)
-    asyncio.run(_run(settings))
+    runtime.run(_run(settings))

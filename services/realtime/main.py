@@ -101,4 +101,4 @@ async def _main(settings: Settings) -> None:
 def main() -> None:
     settings = load(Settings)
     runtime.start_process("realtime", settings)
-    asyncio.run(_main(settings))
+    runtime.run(_main(settings))

@@ -183,4 +183,4 @@ def main() -> None:
         running, cleanup = await build(settings)
         await serve(running, grace=settings.shutdown_grace_seconds, cleanup=cleanup)
 
-    asyncio.run(run())
+    runtime.run(run())
