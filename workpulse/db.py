@@ -67,6 +67,12 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and isinstance(exc.orig, _TRANSIENT)
 
 
+async def switch_tenant(conn: AsyncConnection, organization_id: str) -> None:
+    """Points the open transaction at ``organization_id``: the statements after it see only
+    that tenant's rows (one transaction serving a batch that spans organizations)."""
+    await conn.execute(text("select set_config('app.organization_id', :org, true)"), {"org": organization_id})
+
+
 class UnitOfWork:
     """Owns transaction lifecycles so data functions never open or commit their own."""
 
@@ -78,7 +84,7 @@ class UnitOfWork:
     async def tenant(self, organization_id: str) -> AsyncIterator[AsyncConnection]:
         """A transaction that sees only ``organization_id``'s rows."""
         async with self.engine.begin() as conn:
-            await conn.execute(text("select set_config('app.organization_id', :org, true)"), {"org": organization_id})
+            await switch_tenant(conn, organization_id)
             yield conn
 
     @asynccontextmanager

@@ -21,6 +21,7 @@ import logging
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.ingest.apply_queue import ApplyQueue
 from services.ingest.domain import SessionTotals
 from services.ingest.repository import SCHEMA, HandoffRepository, PendingHandoff
 from services.ingest.sessions_peer import SessionsPeer
@@ -48,9 +49,11 @@ class TotalsHandoff:
         self._interval = redeliver_interval_seconds
         self._applied: list[int] = []
         self._applied_added = asyncio.Event()
+        self._inline = ApplyQueue(sessions.apply_many)
 
     async def apply(self, handoff: PendingHandoff) -> SessionTotals:
-        totals = await self._sessions.apply(handoff)
+        """The in-line apply of a write's fresh hand-off (coalesced with concurrent ones)."""
+        totals = await self._inline.apply(handoff)
         self._applied.append(handoff.id)
         self._applied_added.set()
         return totals
@@ -136,5 +139,6 @@ class TotalsHandoff:
             await asyncio.sleep(interval_seconds)
 
     async def close(self) -> None:
+        await self._inline.close()
         with contextlib.suppress(Exception):
             await self.flush_applied()

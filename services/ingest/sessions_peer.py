@@ -136,15 +136,29 @@ class SessionsPeer:
 
     async def apply(self, handoff: PendingHandoff) -> SessionTotals:
         """Hands a delta to sessions; applying the same hand-off twice counts it once."""
-        d = handoff.delta
-        request = spb.ApplyActivityRequest(
-            organization_id=d.organization_id,
-            session_id=d.session_id,
-            idempotency_key=handoff.idempotency_key,
-            active_seconds=d.active_seconds,
-            idle_seconds=d.idle_seconds,
-            event_count=d.event_count,
-        )
-        request.last_activity_at.FromDatetime(d.last_activity_at.astimezone(UTC))
+        request = _apply_request(handoff)
         reply = await _call(lambda: self._stub.ApplyActivity(request, timeout=self._timeout))
         return totals_of(reply.session)
+
+    async def apply_many(self, handoffs: list[PendingHandoff]) -> list[SessionTotals | NotFound]:
+        """Hands many deltas (of any organizations) to sessions in one call; per hand-off
+        the session's totals after it, or NotFound. Each counts once, as :meth:`apply`."""
+        request = spb.ApplyActivityBatchRequest(items=[_apply_request(h) for h in handoffs])
+        reply = await _call(lambda: self._stub.ApplyActivityBatch(request, timeout=self._timeout))
+        if len(reply.results) != len(handoffs):
+            raise Unavailable("sessions answered a hand-off batch with the wrong number of results")
+        return [NotFound("session not found") if r.not_found else totals_of(r.session) for r in reply.results]
+
+
+def _apply_request(handoff: PendingHandoff) -> spb.ApplyActivityRequest:
+    d = handoff.delta
+    request = spb.ApplyActivityRequest(
+        organization_id=d.organization_id,
+        session_id=d.session_id,
+        idempotency_key=handoff.idempotency_key,
+        active_seconds=d.active_seconds,
+        idle_seconds=d.idle_seconds,
+        event_count=d.event_count,
+    )
+    request.last_activity_at.FromDatetime(d.last_activity_at.astimezone(UTC))
+    return request

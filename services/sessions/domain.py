@@ -27,6 +27,8 @@ MAX_IDEMPOTENCY_KEY = 200
 # One hand-off from ingest never carries more than a few days of seconds; anything
 # larger is a bug upstream, refused rather than silently inflating the totals.
 MAX_APPLIED_SECONDS = 7 * 24 * 3600
+# Hand-offs per ApplyActivityBatch call (ingest coalesces those of concurrent writes).
+MAX_APPLY_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,6 +161,13 @@ class WorkSessionRepository:
         fields.pop("notified")
         return claimed, (WorkSession(**fields) if fields["id"] is not None else None)
 
+    async def release_claim(self, delta: ActivityDelta) -> None:
+        """Undoes the key claimed for a session that does not exist (nothing was counted)."""
+        await self._conn.execute(
+            text("delete from sessions.applied_batches where organization_id = :org and idempotency_key = :key"),
+            {"org": delta.organization_id, "key": delta.idempotency_key},
+        )
+
     async def active(self, organization_id: str, user_id: str | None) -> list[WorkSession]:
         rows = await self._conn.execute(
             text(

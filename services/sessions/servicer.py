@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from services.sessions import use_cases
+from services.sessions.domain import ActivityDelta
 from services.sessions.limits import READ, WRITE, RequestBudget
 from services.sessions.messages import moment, project_message, session_message
 from workpulse import faults
 from workpulse.db import UnitOfWork
+from workpulse.errors import InvalidArgument
 from workpulse.identity import Principal
 from workpulse.interceptors import principal
 from workpulse.sessions.v1 import sessions_pb2 as pb
@@ -64,19 +66,25 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         return pb.ListSessionsResponse(sessions=[session_message(s) for s in sessions], next_page_token=next_token)
 
     async def ApplyActivity(self, request: pb.ApplyActivityRequest, context: object) -> pb.ApplyActivityResponse:
-        delta = use_cases.activity_delta(
-            organization_id=request.organization_id,
-            session_id=request.session_id,
-            idempotency_key=request.idempotency_key,
-            active_seconds=request.active_seconds,
-            idle_seconds=request.idle_seconds,
-            last_activity_at=moment(request.last_activity_at, request.HasField("last_activity_at")),
-            event_count=request.event_count,
-        )
-        session, duplicate = await use_cases.apply_activity(self._uow, principal(), delta)
+        session, duplicate = await use_cases.apply_activity(self._uow, principal(), _delta(request))
         # Tests kill here: applied and committed, never acknowledged (ingest must resend the same key).
         faults.reached("sessions.after_apply")
         return pb.ApplyActivityResponse(session=session_message(session), duplicate=duplicate)
+
+    async def ApplyActivityBatch(
+        self, request: pb.ApplyActivityBatchRequest, context: object
+    ) -> pb.ApplyActivityBatchResponse:
+        deltas = [_delta(item, f"items.{n}.") for n, item in enumerate(request.items)]
+        applied = await use_cases.apply_activities(self._uow, principal(), deltas)
+        faults.reached("sessions.after_apply")  # as ApplyActivity: committed, not yet acknowledged
+        return pb.ApplyActivityBatchResponse(
+            results=[
+                pb.ApplyActivityResult(not_found=True)
+                if found is None
+                else pb.ApplyActivityResult(session=session_message(found[0]), duplicate=found[1])
+                for found in applied
+            ]
+        )
 
     async def CreateProject(self, request: pb.CreateProjectRequest, context: object) -> pb.CreateProjectResponse:
         caller = await self._caller(WRITE)
@@ -104,3 +112,23 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         caller = await self._caller(WRITE)
         await use_cases.delete_project(self._uow, caller, request.project_id)
         return pb.DeleteProjectResponse()
+
+
+def _delta(request: pb.ApplyActivityRequest, field_prefix: str = "") -> ActivityDelta:
+    """The hand-off a request carries; a bad field is named with ``field_prefix`` (the
+    item's place in a batch)."""
+    try:
+        return use_cases.activity_delta(
+            organization_id=request.organization_id,
+            session_id=request.session_id,
+            idempotency_key=request.idempotency_key,
+            active_seconds=request.active_seconds,
+            idle_seconds=request.idle_seconds,
+            last_activity_at=moment(request.last_activity_at, request.HasField("last_activity_at")),
+            event_count=request.event_count,
+        )
+    except InvalidArgument as exc:
+        if not field_prefix:
+            raise
+        field = f"{field_prefix}{exc.field or 'item'}"
+        raise InvalidArgument(f"{field_prefix}{exc.message}", field=field) from None

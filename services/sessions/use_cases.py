@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from services.sessions.domain import (
+    MAX_APPLY_BATCH,
     SESSION_STARTED,
     SESSION_STOPPED,
     ActivityDelta,
@@ -27,7 +28,7 @@ from services.sessions.domain import (
 )
 from services.sessions.repository import ProjectRepository, WorkSessionRepository
 from workpulse import outbox
-from workpulse.db import UnitOfWork
+from workpulse.db import UnitOfWork, switch_tenant
 from workpulse.errors import (
     AlreadyExists,
     Conflict,
@@ -181,6 +182,47 @@ async def apply_activity(uow: UnitOfWork, principal: Principal, delta: ActivityD
             if current is None:
                 raise NotFound("session not found")
             return current, True
+
+    return await uow.retrying(work)
+
+
+async def apply_activities(
+    uow: UnitOfWork, principal: Principal, deltas: Sequence[ActivityDelta]
+) -> list[tuple[WorkSession, bool] | None]:
+    """Many hand-offs, of any organizations, in one transaction: each as
+    :func:`apply_activity` (session after, duplicate?), or None where the item's session
+    does not exist in its organization (its key is released; nothing counted).
+
+    Each item's statement runs with its own organization as the tenant. Items are applied
+    in (organization, session) order, so concurrent batches take row locks in one order
+    and queue instead of deadlocking.
+    """
+    if not principal.is_service:
+        raise PermissionDenied("only services may apply activity")
+    if len(deltas) > MAX_APPLY_BATCH:
+        raise InvalidArgument(f"items: at most {MAX_APPLY_BATCH} per batch", field="items")
+    order = sorted(range(len(deltas)), key=lambda i: (deltas[i].organization_id, deltas[i].session_id))
+
+    async def work() -> list[tuple[WorkSession, bool] | None]:
+        results: dict[int, tuple[WorkSession, bool] | None] = {}
+        async with uow.unscoped() as conn:
+            sessions = WorkSessionRepository(conn)
+            tenant = None
+            for i in order:
+                delta = deltas[i]
+                if delta.organization_id != tenant:
+                    tenant = delta.organization_id
+                    await switch_tenant(conn, tenant)
+                claimed, updated = await sessions.apply_once(delta)
+                if claimed and updated is None:
+                    await sessions.release_claim(delta)
+                    results[i] = None
+                elif claimed and updated is not None:
+                    results[i] = (updated, False)
+                else:
+                    current = await sessions.get(delta.organization_id, delta.session_id)
+                    results[i] = (current, True) if current is not None else None
+        return [results[i] for i in range(len(deltas))]
 
     return await uow.retrying(work)
 

@@ -412,6 +412,79 @@ class ApplyActivityResponse(_message.Message):
 Global___ApplyActivityResponse: _TypeAlias = ApplyActivityResponse  # noqa: Y015
 
 @_typing.final
+class ApplyActivityBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApplyActivityRequest]:
+        """At most 1000."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___ApplyActivityRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplyActivityBatchRequest: _TypeAlias = ApplyActivityBatchRequest  # noqa: Y015
+
+@_typing.final
+class ApplyActivityBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApplyActivityResult]:
+        """One per item, in the items' order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ApplyActivityResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplyActivityBatchResponse: _TypeAlias = ApplyActivityBatchResponse  # noqa: Y015
+
+@_typing.final
+class ApplyActivityResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    NOT_FOUND_FIELD_NUMBER: _builtins.int
+    duplicate: _builtins.bool
+    not_found: _builtins.bool
+    """No such session in the item's organization: nothing was counted for this item."""
+    @_builtins.property
+    def session(self) -> Global___Session:
+        """The session after the update (or as it stands, for a duplicate); unset when not_found."""
+
+    def __init__(
+        self,
+        *,
+        session: Global___Session | None = ...,
+        duplicate: _builtins.bool = ...,
+        not_found: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "not_found", b"not_found", "session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplyActivityResult: _TypeAlias = ApplyActivityResult  # noqa: Y015
+
+@_typing.final
 class CreateProjectRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -68,6 +68,11 @@ class SessionsServiceStub:
                 request_serializer=workpulse_dot_sessions_dot_v1_dot_sessions__pb2.ApplyActivityRequest.SerializeToString,
                 response_deserializer=workpulse_dot_sessions_dot_v1_dot_sessions__pb2.ApplyActivityResponse.FromString,
                 _registered_method=True)
+        self.ApplyActivityBatch = channel.unary_unary(
+                '/workpulse.sessions.v1.SessionsService/ApplyActivityBatch',
+                request_serializer=workpulse_dot_sessions_dot_v1_dot_sessions__pb2.ApplyActivityBatchRequest.SerializeToString,
+                response_deserializer=workpulse_dot_sessions_dot_v1_dot_sessions__pb2.ApplyActivityBatchResponse.FromString,
+                _registered_method=True)
         self.CreateProject = channel.unary_unary(
                 '/workpulse.sessions.v1.SessionsService/CreateProject',
                 request_serializer=workpulse_dot_sessions_dot_v1_dot_sessions__pb2.CreateProjectRequest.SerializeToString,
@@ -149,6 +154,15 @@ class SessionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyActivityBatch(self, request, context):
+        """Many hand-offs, of any organizations, in one call and one transaction (ingest
+        coalesces the hand-offs of concurrent writes). Each counts once per idempotency
+        key, exactly as ApplyActivity. Service identities only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateProject(self, request, context):
         """Managers and admins create, update and delete projects; everyone in the
         organization reads them. Deleting a project keeps its sessions.
@@ -213,6 +227,11 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     servicer.ApplyActivity,
                     request_deserializer=workpulse_dot_sessions_dot_v1_dot_sessions__pb2.ApplyActivityRequest.FromString,
                     response_serializer=workpulse_dot_sessions_dot_v1_dot_sessions__pb2.ApplyActivityResponse.SerializeToString,
+            ),
+            'ApplyActivityBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyActivityBatch,
+                    request_deserializer=workpulse_dot_sessions_dot_v1_dot_sessions__pb2.ApplyActivityBatchRequest.FromString,
+                    response_serializer=workpulse_dot_sessions_dot_v1_dot_sessions__pb2.ApplyActivityBatchResponse.SerializeToString,
             ),
             'CreateProject': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateProject,
@@ -406,6 +425,33 @@ class SessionsService:
             '/workpulse.sessions.v1.SessionsService/ApplyActivity',
             workpulse_dot_sessions_dot_v1_dot_sessions__pb2.ApplyActivityRequest.SerializeToString,
             workpulse_dot_sessions_dot_v1_dot_sessions__pb2.ApplyActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyActivityBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workpulse.sessions.v1.SessionsService/ApplyActivityBatch',
+            workpulse_dot_sessions_dot_v1_dot_sessions__pb2.ApplyActivityBatchRequest.SerializeToString,
+            workpulse_dot_sessions_dot_v1_dot_sessions__pb2.ApplyActivityBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,11 @@ class SessionsServiceStub:
     """Adds activity seconds to a session exactly once per idempotency key.
     Service identities only (ingest). Appends commute: never a conflict.
     """
+    ApplyActivityBatch: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ApplyActivityBatchRequest, _sessions_pb2.ApplyActivityBatchResponse]
+    """Many hand-offs, of any organizations, in one call and one transaction (ingest
+    coalesces the hand-offs of concurrent writes). Each counts once per idempotency
+    key, exactly as ApplyActivity. Service identities only.
+    """
     CreateProject: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CreateProjectRequest, _sessions_pb2.CreateProjectResponse]
     """Managers and admins create, update and delete projects; everyone in the
     organization reads them. Deleting a project keeps its sessions.
@@ -98,6 +103,11 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     ApplyActivity: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ApplyActivityRequest, _sessions_pb2.ApplyActivityResponse]  # type: ignore[assignment]
     """Adds activity seconds to a session exactly once per idempotency key.
     Service identities only (ingest). Appends commute: never a conflict.
+    """
+    ApplyActivityBatch: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ApplyActivityBatchRequest, _sessions_pb2.ApplyActivityBatchResponse]  # type: ignore[assignment]
+    """Many hand-offs, of any organizations, in one call and one transaction (ingest
+    coalesces the hand-offs of concurrent writes). Each counts once per idempotency
+    key, exactly as ApplyActivity. Service identities only.
     """
     CreateProject: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CreateProjectRequest, _sessions_pb2.CreateProjectResponse]  # type: ignore[assignment]
     """Managers and admins create, update and delete projects; everyone in the
@@ -171,6 +181,17 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.ApplyActivityResponse, _abc.Awaitable[_sessions_pb2.ApplyActivityResponse]]:
         """Adds activity seconds to a session exactly once per idempotency key.
         Service identities only (ingest). Appends commute: never a conflict.
+        """
+
+    @_abc_1.abstractmethod
+    def ApplyActivityBatch(
+        self,
+        request: _sessions_pb2.ApplyActivityBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.ApplyActivityBatchResponse, _abc.Awaitable[_sessions_pb2.ApplyActivityBatchResponse]]:
+        """Many hand-offs, of any organizations, in one call and one transaction (ingest
+        coalesces the hand-offs of concurrent writes). Each counts once per idempotency
+        key, exactly as ApplyActivity. Service identities only.
         """
 
     @_abc_1.abstractmethod
