@@ -268,7 +268,7 @@ async def run(env: BenchEnv) -> list[Row]:
         Row(SCENARIO, "events committed per s", commit_rate, goal=f"{RATE:.0f}"),
         Row(SCENARIO, "frames delivered / expected", delivered / total_expected if total_expected else 0, goal="1"),
         Row(SCENARIO, "commit→receipt p50 (ms)", p50, r50, base),
-        Row(SCENARIO, "commit→receipt p99 (ms)", p99, r99, base, "≤ 50"),
+        Row(SCENARIO, "commit→receipt p99 (ms)", p99, r99, base, "≤ 30"),
         Row(SCENARIO, "commit→receipt max (ms)", top, rtop, base),
         Row(
             SCENARIO,
