@@ -19,6 +19,9 @@ MAX_DURATION_SECONDS = 86_400
 MAX_APP_NAME = 255
 MAX_URL = 2048
 MAX_CLIENT_EVENT_ID = 128
+# The largest clock-skew allowance an operator may set: no event of a session is ever
+# stored stamped earlier than its start less this (the de-duplication search relies on it).
+MAX_CLOCK_SKEW = timedelta(hours=1)
 ACTIVITY_TYPES = ("active", "idle")
 
 

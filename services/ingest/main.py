@@ -12,6 +12,7 @@ from pydantic import Field
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.ingest.domain import MAX_CLOCK_SKEW
 from services.ingest.handoff import TotalsHandoff
 from services.ingest.limits import RequestBudget
 from services.ingest.partitions import ensure_partitions
@@ -38,7 +39,10 @@ class Settings(GrpcServiceSettings):
     sessions_addr: str = Field(description="host:port of the sessions service")
     realtime_addr: str | None = Field(None, description="realtime service; agent streams hold presence there")
     ingest_clock_skew_seconds: float = Field(
-        120.0, ge=0, le=3600, description="allowance for agents' clocks at both ends of a session window"
+        120.0,
+        ge=0,
+        le=MAX_CLOCK_SKEW.total_seconds(),
+        description="allowance for agents' clocks at both ends of a session window",
     )
     ingest_requests_per_minute: int = Field(6000, ge=1, description="per-user budget of activity requests/batches")
     ingest_stream_max_in_flight: int = Field(4, ge=1, le=64, description="unacknowledged batches read per stream")

@@ -12,7 +12,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.ingest.domain import NewEvent, TotalsDelta
+from services.ingest.domain import MAX_CLOCK_SKEW, NewEvent, TotalsDelta
 
 SCHEMA = "ingest"
 TOTALS_TOPIC = "session_totals"
@@ -21,6 +21,10 @@ ACTIVITY_RECORDED = "ACTIVITY_RECORDED"
 
 # Duplicates are skipped by the primary key; an event whose client id came without a
 # timestamp is also a duplicate of any stored event of the session with that client id.
+# That search is bounded below by the earliest moment any event of the session can carry
+# (its start less the largest clock skew allowed), so the partitions of days before the
+# session are pruned at run time: its cost follows the session, not the organization's
+# whole history.
 # Written for psycopg directly: %(name)b sends each array in binary, which costs a third
 # of the text format's client-side encoding (the hot path of a 500-event batch).
 _INSERT_EVENTS = """
@@ -30,11 +34,12 @@ _INSERT_EVENTS = """
         e.shot, e.cid
     from unnest(%(sessions)b::uuid[], %(users)b::uuid[], %(stamps)b::timestamptz[], %(types)b::text[],
         %(durations)b::integer[], %(apps)b::text[], %(urls)b::text[], %(shots)b::timestamptz[], %(cids)b::text[],
-        %(any_stamp)b::boolean[])
-        as e(session_id, user_id, ts, activity_type, duration, app_name, url, shot, cid, any_stamp)
+        %(any_stamp)b::boolean[], %(earliest)b::timestamptz[])
+        as e(session_id, user_id, ts, activity_type, duration, app_name, url, shot, cid, any_stamp, earliest)
     where not e.any_stamp or not exists (
         select 1 from ingest.activity_logs a
-        where a.organization_id = %(org)b::uuid and a.session_id = e.session_id and a.client_event_id = e.cid)
+        where a.organization_id = %(org)b::uuid and a.session_id = e.session_id and a.client_event_id = e.cid
+          and a."timestamp" >= e.earliest)
     on conflict do nothing
     returning session_id::text, client_event_id, "timestamp"
 """
@@ -86,10 +91,10 @@ class ActivityLogRepository:
         self._conn = conn
 
     async def insert_new(
-        self, organization_id: str, rows: Sequence[tuple[str, str, NewEvent]]
+        self, organization_id: str, rows: Sequence[tuple[str, str, NewEvent]], starts: Mapping[str, datetime]
     ) -> set[tuple[str, str, datetime]]:
         """Stores (session id, user id, event) rows; returns the (session id, client event id,
-        timestamp) of those that were new."""
+        timestamp) of those that were new. ``starts`` holds each session's start time."""
         if not rows:
             return set()
         params = {
@@ -104,6 +109,7 @@ class ActivityLogRepository:
             "shots": [e.screenshot_timestamp for _, _, e in rows],
             "cids": [e.client_event_id for _, _, e in rows],
             "any_stamp": [e.match_any_timestamp for _, _, e in rows],
+            "earliest": [starts[s] - MAX_CLOCK_SKEW for s, _, _ in rows],
         }
         # The driver connection of this same transaction (SQLAlchemy has begun it).
         raw = await self._conn.get_raw_connection()

@@ -137,7 +137,8 @@ class ActivityWriter:
 
         async def store() -> tuple[set[tuple[str, str, datetime]], list[PendingHandoff]]:
             async with self._uow.tenant(organization_id) as conn:
-                stored = await ActivityLogRepository(conn).insert_new(organization_id, rows)
+                starts = {sid: w.start_time for sid, w in windows.items()}
+                stored = await ActivityLogRepository(conn).insert_new(organization_id, rows, starts)
                 every = len(stored) == len(rows)
                 new_by_session: dict[str, list[NewEvent]] = defaultdict(list)
                 for session_id, _, event in rows:

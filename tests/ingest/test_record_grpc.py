@@ -70,6 +70,23 @@ async def test_a_single_event_with_a_client_id_and_no_timestamp_is_recognised_wh
     assert second.session.total_active_seconds == 60
 
 
+async def test_an_event_stamped_before_its_session_start_is_found_by_a_resend_without_timestamp(
+    stack: Stack, make_user: UserFactory, owner_engine: AsyncEngine
+) -> None:
+    """An agent's clock may run behind: its event lands before the session's start (within
+    the skew); the same event resent without a timestamp is still that event."""
+    user = make_user()
+    session = await stack.start(user)
+    early = session.start_time.ToDatetime(tzinfo=UTC) - timedelta(seconds=90)  # skew is 120 s
+    stamped = pb.RecordActivityRequest(session_id=session.id, event=event(60, at=early, client_id="early"))
+    unstamped = pb.RecordActivityRequest(session_id=session.id, event=event(60, client_id="early"))
+    first = await stack.ingest.RecordActivity(stamped, metadata=user.md)
+    again = await stack.ingest.RecordActivity(unstamped, metadata=user.md)
+    assert (first.status, again.status) == (pb.EVENT_STATUS_ACCEPTED, pb.EVENT_STATUS_DUPLICATE)
+    assert again.session.total_active_seconds == 60
+    assert await invariant_violations(owner_engine, [session.id]) == []
+
+
 async def test_bad_events_are_rejected_one_by_one_and_the_rest_counts(
     stack: Stack, make_user: UserFactory, owner_engine: AsyncEngine
 ) -> None:
