@@ -8,6 +8,7 @@ back in batches. Owned by the scheduler work (issue 5).
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,6 +62,15 @@ select k, sum(active)::bigint as active, sum(idle)::bigint as idle,
            as secs
 """
 
+# The (organization, user) range the call's windows span. The scheduler sends its windows
+# in key order, so each call of a large run covers its own slice of the users: the events
+# of the others are left out before grouping, and a run's cost grows with its users, not
+# with users times calls. Windows in no particular order span everything, as before.
+_KEY_RANGE = (
+    "(a.organization_id, a.user_id) >= (cast(:first_org as uuid), cast(:first_user as uuid)) "
+    "and (a.organization_id, a.user_id) <= (cast(:last_org as uuid), cast(:last_user as uuid))"
+)
+
 _ACTIVITY_TOTALS = f"""
 with per_app as materialized (
     select w.k, a.app_name,
@@ -69,6 +79,7 @@ with per_app as materialized (
     from ingest.activity_logs a
     join report_windows w on w.org = a.organization_id and w.usr = a.user_id
     where a."timestamp" >= :lower and a."timestamp" < :upper and a."timestamp" >= w.ws and a."timestamp" < w.we
+      and {_KEY_RANGE}
     group by w.k, a.app_name
 )
 {_PER_WINDOW}
@@ -85,7 +96,7 @@ with per_app as materialized (
            coalesce(sum(a.duration_seconds) filter (where a.activity_type = 'active'), 0) as active,
            coalesce(sum(a.duration_seconds) filter (where a.activity_type = 'idle'), 0) as idle
     from ingest.activity_logs a
-    where a."timestamp" >= :lower and a."timestamp" < :upper
+    where a."timestamp" >= :lower and a."timestamp" < :upper and {_KEY_RANGE}
     group by a.organization_id, a.user_id, a.app_name
 )
 {_PER_WINDOW}
@@ -108,6 +119,8 @@ class IngestReportingServicer(ingest_reporting_pb2_grpc.IngestReportingServiceSe
             return
         windows = request.windows
         bounds = [(_micros(w.start), _micros(w.end)) for w in windows]
+        keys = [(_uuid(w.organization_id), _uuid(w.user_id)) for w in windows]
+        (first_org, first_user), (last_org, last_user) = min(keys), max(keys)
         params = {
             "windows": json.dumps(
                 [[w.organization_id, w.user_id, ws, we] for w, (ws, we) in zip(windows, bounds, strict=True)],
@@ -116,6 +129,10 @@ class IngestReportingServicer(ingest_reporting_pb2_grpc.IngestReportingServiceSe
             "lower": _EPOCH + timedelta(microseconds=min(ws for ws, _ in bounds)),
             "upper": _EPOCH + timedelta(microseconds=max(we for _, we in bounds)),
             "top": request.top_apps or DEFAULT_TOP_APPS,
+            "first_org": str(first_org),
+            "first_user": str(first_user),
+            "last_org": str(last_org),
+            "last_user": str(last_user),
         }
         # At most MAX_WINDOWS rows: buffered, so PostgreSQL plans for the whole result (a
         # server-side cursor would favour fast-start plans, slower here).
@@ -172,6 +189,13 @@ class IngestReportingServicer(ingest_reporting_pb2_grpc.IngestReportingServiceSe
                 )
                 dropped_names = [str(d) for d in dropped.scalars()]
         return pb.EnsurePartitionsResponse(created=created_names, dropped=dropped_names)
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument("windows: organization_id and user_id must be UUIDs", field="windows") from None
 
 
 def _micros(ts: Timestamp) -> int:

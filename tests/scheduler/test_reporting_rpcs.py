@@ -263,6 +263,27 @@ async def test_activity_totals_per_window_with_top_apps(
     names_field(await invalid_argument(stub.StreamActivityTotals(too_many, metadata=service)), "windows")
 
 
+async def test_activity_totals_reach_every_window_whatever_their_order(
+    world: World, channel: grpc.aio.Channel, service: Metadata
+) -> None:
+    """A call reads only the (organization, user) range its windows span: windows sent in
+    no particular order must all still be found."""
+    events = [Event(at(9), "active", 300, "Chrome"), Event(at(10), "idle", 60, None)]
+    workers = []
+    for _ in range(2):
+        org = await world.organization()
+        for _ in range(3):
+            worker = await world.user(org)
+            await world.events(await world.session(worker, at(8), at(18)), events)
+            workers.append((org, worker.id))
+    stub = ingest_reporting_pb2_grpc.IngestReportingServiceStub(channel)
+    ordered = sorted(workers)
+    shuffled = [ordered[2], ordered[5], ordered[0], ordered[4], ordered[1], ordered[3]]  # neither end first
+    windows = [ipb.UserWindow(organization_id=o, user_id=u, start=stamp(at(0)), end=stamp(at(24))) for o, u in shuffled]
+    want = {(o, u, at(0)): expected_activity(events, at(0), at(24), 5) for o, u in workers}
+    assert await activity_totals(stub, service, windows, 5) == want
+
+
 @pytest.mark.parametrize(
     ("request_", "field"),
     [
