@@ -11,6 +11,7 @@ import pytest
 
 from services.sessions.main import Settings, build
 from tests.support import Caller, InProcessServer, TokenFactory, start_in_process
+from workpulse.sessions.v1 import sessions_pb2 as pb
 from workpulse.sessions.v1 import sessions_pb2_grpc
 from workpulse.settings import load
 
@@ -58,3 +59,22 @@ async def invalid_argument(call: Any, field: str) -> None:
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
     assert field in (error.details() or ""), error.details()
     assert dict(error.trailing_metadata() or ()).get("wp-field") == field, error.trailing_metadata()
+
+
+def apply_request(
+    user: User, session_id: str, key: str, active: int = 60, idle: int = 0, **extra: object
+) -> pb.ApplyActivityRequest:
+    """A hand-off of ``active``/``idle`` seconds (one event) to a session of ``user``'s organization."""
+    return pb.ApplyActivityRequest(
+        organization_id=user.org,
+        session_id=session_id,
+        idempotency_key=key,
+        active_seconds=active,
+        idle_seconds=idle,
+        event_count=1,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def start_session(server: Server, user: User) -> pb.Session:
+    return (await server.stub.StartSession(pb.StartSessionRequest(), metadata=user.md)).session

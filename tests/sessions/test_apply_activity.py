@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tests.sessions.conftest import Server, User, UserFactory, invalid_argument
+from tests.sessions.conftest import Server, UserFactory, apply_request, invalid_argument, start_session
 from tests.support import eventually
 from workpulse.outbox import events_stream
 from workpulse.redisconn import Keys
@@ -28,33 +28,15 @@ def _stamp(value: datetime) -> Timestamp:
     return stamp
 
 
-def _apply(
-    user: User, session_id: str, key: str, active: int = 60, idle: int = 0, **extra: object
-) -> pb.ApplyActivityRequest:
-    return pb.ApplyActivityRequest(
-        organization_id=user.org,
-        session_id=session_id,
-        idempotency_key=key,
-        active_seconds=active,
-        idle_seconds=idle,
-        event_count=1,
-        **extra,  # type: ignore[arg-type]
-    )
-
-
-async def _start(server: Server, user: User) -> pb.Session:
-    return (await server.stub.StartSession(pb.StartSessionRequest(), metadata=user.md)).session
-
-
 async def test_hundred_concurrent_appends_all_succeed_with_exact_totals(
     sessions_server: Server, make_user: UserFactory, service_md: Metadata
 ) -> None:
     user = make_user()
-    session = await _start(sessions_server, user)
+    session = await start_session(sessions_server, user)
     replies = await asyncio.gather(
         *(
             sessions_server.stub.ApplyActivity(
-                _apply(user, session.id, f"k-{i}", active=60 if i % 4 else 0, idle=0 if i % 4 else 30),
+                apply_request(user, session.id, f"k-{i}", active=60 if i % 4 else 0, idle=0 if i % 4 else 30),
                 metadata=service_md,
             )
             for i in range(100)
@@ -75,8 +57,8 @@ async def test_same_key_counts_once_even_when_raced(
     sessions_server: Server, make_user: UserFactory, service_md: Metadata
 ) -> None:
     user = make_user()
-    session = await _start(sessions_server, user)
-    request = _apply(user, session.id, "batch-1", active=120, idle=5)
+    session = await start_session(sessions_server, user)
+    request = apply_request(user, session.id, "batch-1", active=120, idle=5)
     replies = await asyncio.gather(
         *(sessions_server.stub.ApplyActivity(request, metadata=service_md) for _ in range(10))
     )
@@ -90,17 +72,18 @@ async def test_activity_before_a_stop_still_counts_after_it(
     sessions_server: Server, make_user: UserFactory, service_md: Metadata
 ) -> None:
     user = make_user()
-    session = await _start(sessions_server, user)
+    session = await start_session(sessions_server, user)
     await sessions_server.stub.StopSession(pb.StopSessionRequest(session_id=session.id), metadata=user.md)
     stamp = datetime.now(UTC) - timedelta(minutes=1)
     reply = await sessions_server.stub.ApplyActivity(
-        _apply(user, session.id, "late", active=45, last_activity_at=_stamp(stamp)), metadata=service_md
+        apply_request(user, session.id, "late", active=45, last_activity_at=_stamp(stamp)), metadata=service_md
     )
     assert reply.session.status == "stopped" and reply.session.total_active_seconds == 45
     assert reply.session.last_activity_at.ToDatetime(tzinfo=UTC) == stamp
     # An older stamp never moves last_activity_at backwards.
     older = await sessions_server.stub.ApplyActivity(
-        _apply(user, session.id, "older", last_activity_at=_stamp(stamp - timedelta(hours=1))), metadata=service_md
+        apply_request(user, session.id, "older", last_activity_at=_stamp(stamp - timedelta(hours=1))),
+        metadata=service_md,
     )
     assert older.session.last_activity_at == reply.session.last_activity_at
 
@@ -109,30 +92,30 @@ async def test_apply_activity_is_for_services_and_tenants_only(
     sessions_server: Server, make_user: UserFactory, service_md: Metadata
 ) -> None:
     user = make_user()
-    session = await _start(sessions_server, user)
+    session = await start_session(sessions_server, user)
     with pytest.raises(grpc.aio.AioRpcError) as denied:
-        await sessions_server.stub.ApplyActivity(_apply(user, session.id, "x"), metadata=user.md)
+        await sessions_server.stub.ApplyActivity(apply_request(user, session.id, "x"), metadata=user.md)
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
     stranger = make_user()
     with pytest.raises(grpc.aio.AioRpcError) as other_tenant:
-        await sessions_server.stub.ApplyActivity(_apply(stranger, session.id, "x"), metadata=service_md)
+        await sessions_server.stub.ApplyActivity(apply_request(stranger, session.id, "x"), metadata=service_md)
     assert other_tenant.value.code() == grpc.StatusCode.NOT_FOUND
 
     bad = [
-        (_apply(user, session.id, ""), "idempotency_key"),
-        (_apply(user, session.id, "neg", active=-1), "active_seconds"),
-        (_apply(user, session.id, "huge", idle=10**9), "idle_seconds"),
-        (_apply(user, "not-a-uuid", "k"), "session_id"),
+        (apply_request(user, session.id, ""), "idempotency_key"),
+        (apply_request(user, session.id, "neg", active=-1), "active_seconds"),
+        (apply_request(user, session.id, "huge", idle=10**9), "idle_seconds"),
+        (apply_request(user, "not-a-uuid", "k"), "session_id"),
         (pb.ApplyActivityRequest(organization_id="x", session_id=session.id, idempotency_key="k"), "organization_id"),
     ]
     for request, field in bad:
         await invalid_argument(sessions_server.stub.ApplyActivity(request, metadata=service_md), field)
     # A failed apply leaves its key unclaimed: the retry counts.
-    missing = _apply(user, str(uuid.uuid4()), "retry-me")
+    missing = apply_request(user, str(uuid.uuid4()), "retry-me")
     with pytest.raises(grpc.aio.AioRpcError):
         await sessions_server.stub.ApplyActivity(missing, metadata=service_md)
-    applied = await sessions_server.stub.ApplyActivity(_apply(user, session.id, "retry-me"), metadata=service_md)
+    applied = await sessions_server.stub.ApplyActivity(apply_request(user, session.id, "retry-me"), metadata=service_md)
     assert not applied.duplicate and applied.session.total_active_seconds == 60
 
 
@@ -144,9 +127,13 @@ async def test_state_changes_publish_session_events(
     redis_prefix: str,
 ) -> None:
     user = make_user()
-    session = await _start(sessions_server, user)
-    await sessions_server.stub.ApplyActivity(_apply(user, session.id, "e1", active=30, idle=10), metadata=service_md)
-    await sessions_server.stub.ApplyActivity(_apply(user, session.id, "e1", active=30, idle=10), metadata=service_md)
+    session = await start_session(sessions_server, user)
+    await sessions_server.stub.ApplyActivity(
+        apply_request(user, session.id, "e1", active=30, idle=10), metadata=service_md
+    )
+    await sessions_server.stub.ApplyActivity(
+        apply_request(user, session.id, "e1", active=30, idle=10), metadata=service_md
+    )
     await sessions_server.stub.StopSession(pb.StopSessionRequest(session_id=session.id), metadata=user.md)
     stream = events_stream(Keys(redis_prefix))
 

@@ -11,25 +11,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.sessions.conftest import Server, User, UserFactory, invalid_argument
+from tests.sessions.conftest import Server, User, UserFactory, apply_request, invalid_argument, start_session
 from workpulse.sessions.v1 import sessions_pb2 as pb
 
 Metadata = tuple[tuple[str, str], ...]
-
-
-def _item(user: User, session_id: str, key: str, active: int = 60, idle: int = 0) -> pb.ApplyActivityRequest:
-    return pb.ApplyActivityRequest(
-        organization_id=user.org,
-        session_id=session_id,
-        idempotency_key=key,
-        active_seconds=active,
-        idle_seconds=idle,
-        event_count=1,
-    )
-
-
-async def _start(server: Server, user: User) -> pb.Session:
-    return (await server.stub.StartSession(pb.StartSessionRequest(), metadata=user.md)).session
 
 
 async def _totals(server: Server, user: User, session_id: str) -> tuple[int, int]:
@@ -49,15 +34,15 @@ async def test_a_batch_across_organizations_counts_each_item_once_under_its_own_
     sessions_server: Server, make_user: UserFactory, service_md: Metadata, owner_engine: AsyncEngine
 ) -> None:
     ada, bob = make_user(), make_user()  # two organizations
-    a, b = await _start(sessions_server, ada), await _start(sessions_server, bob)
+    a, b = await start_session(sessions_server, ada), await start_session(sessions_server, bob)
     ghost = f"ghost-{uuid.uuid4().hex}"
     items = [
-        _item(bob, b.id, "b-1", active=30),
-        _item(ada, a.id, "a-1", active=60),
-        _item(ada, str(uuid.uuid4()), ghost),  # no such session
-        _item(ada, a.id, "a-2", active=0, idle=15),
-        _item(bob, a.id, "cross", active=999),  # Ada's session named under Bob's organization
-        _item(ada, a.id, "a-1", active=60),  # the same key again in one batch
+        apply_request(bob, b.id, "b-1", active=30),
+        apply_request(ada, a.id, "a-1", active=60),
+        apply_request(ada, str(uuid.uuid4()), ghost),  # no such session
+        apply_request(ada, a.id, "a-2", active=0, idle=15),
+        apply_request(bob, a.id, "cross", active=999),  # Ada's session named under Bob's organization
+        apply_request(ada, a.id, "a-1", active=60),  # the same key again in one batch
     ]
     reply = await sessions_server.stub.ApplyActivityBatch(
         pb.ApplyActivityBatchRequest(items=items), metadata=service_md
@@ -89,13 +74,13 @@ async def test_racing_batches_over_the_same_sessions_all_succeed_with_exact_tota
     sessions_server: Server, make_user: UserFactory, service_md: Metadata
 ) -> None:
     users = [make_user() for _ in range(4)]
-    sessions = [await _start(sessions_server, u) for u in users]
+    sessions = [await start_session(sessions_server, u) for u in users]
 
     def batch(n: int) -> pb.ApplyActivityBatchRequest:
         # Every batch names every session, in a different order each time.
         pairs = list(zip(users, sessions, strict=True))
         pairs = pairs[n % 4 :] + pairs[: n % 4]
-        return pb.ApplyActivityBatchRequest(items=[_item(u, s.id, f"{s.id}-{n}", active=10) for u, s in pairs])
+        return pb.ApplyActivityBatchRequest(items=[apply_request(u, s.id, f"{s.id}-{n}", active=10) for u, s in pairs])
 
     replies = await asyncio.gather(
         *(sessions_server.stub.ApplyActivityBatch(batch(n), metadata=service_md) for n in range(40))
@@ -109,19 +94,20 @@ async def test_a_batch_is_for_services_and_validated_item_by_item(
     sessions_server: Server, make_user: UserFactory, service_md: Metadata
 ) -> None:
     ada = make_user("admin")
-    a = await _start(sessions_server, ada)
-    good = _item(ada, a.id, "k")
+    a = await start_session(sessions_server, ada)
+    good = apply_request(ada, a.id, "k")
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await sessions_server.stub.ApplyActivityBatch(pb.ApplyActivityBatchRequest(items=[good]), metadata=ada.md)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    bad = _item(ada, a.id, "k2", active=-1)
+    bad = apply_request(ada, a.id, "k2", active=-1)
     await invalid_argument(
         sessions_server.stub.ApplyActivityBatch(pb.ApplyActivityBatchRequest(items=[good, bad]), metadata=service_md),
         "items.1.active_seconds",
     )
     await invalid_argument(
         sessions_server.stub.ApplyActivityBatch(
-            pb.ApplyActivityBatchRequest(items=[_item(ada, a.id, f"k-{n}") for n in range(1001)]), metadata=service_md
+            pb.ApplyActivityBatchRequest(items=[apply_request(ada, a.id, f"k-{n}") for n in range(1001)]),
+            metadata=service_md,
         ),
         "items",
     )
