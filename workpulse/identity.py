@@ -11,6 +11,7 @@ import functools
 import hashlib
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,8 +104,10 @@ class TokenVerifier:
         *,
         issuer: str,
         audience: str,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._access = {key_id(k): k for k in access_keys}
+        self._clock = clock
         self._service = service_key
         self._issuer = issuer
         self._audience = audience
@@ -115,7 +118,7 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         found = self._verified(token)
-        if found.expires_at <= time.time():
+        if found.expires_at <= self._clock():
             raise Unauthenticated("token expired")
         return found
 

@@ -11,6 +11,7 @@ import pytest
 from services.ingest.apply_queue import ApplyQueue
 from services.ingest.domain import SessionTotals, TotalsDelta
 from services.ingest.repository import PendingHandoff
+from tests.support import eventually
 from workpulse.errors import NotFound, Unavailable
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
@@ -24,10 +25,8 @@ def _totals(h: PendingHandoff) -> SessionTotals:
     return SessionTotals(h.delta.session_id, h.delta.active_seconds, 0, NOW, 2, "active")
 
 
-async def _settle() -> None:
-    """Lets every runnable task run until it waits (no timers involved)."""
-    for _ in range(10):
-        await asyncio.sleep(0)
+async def _ready(value: bool) -> bool:
+    return value
 
 
 class Sessions:
@@ -61,7 +60,7 @@ async def test_concurrent_hand_offs_share_calls_and_each_gets_its_own_answer() -
     sessions = Sessions()
     queue = ApplyQueue(sessions.apply_many, max_in_flight=2, max_batch=10)
     waiting = [asyncio.create_task(queue.apply(_handoff(n))) for n in range(1, 26)]
-    await _settle()
+    await eventually(lambda: _ready(len(sessions.calls) == 2), timeout=5, interval=0.001, what="two calls out")
     assert sessions.calls == [[1], [2]]  # two calls out; the other 23 queue behind them
     sessions.release.set()
     answers = await asyncio.gather(*waiting)
@@ -96,7 +95,7 @@ async def test_a_caller_that_gives_up_does_not_break_the_others() -> None:
     queue = ApplyQueue(sessions.apply_many, max_in_flight=1)
     impatient = asyncio.create_task(queue.apply(_handoff(1)))
     patient = asyncio.create_task(queue.apply(_handoff(2)))
-    await _settle()
+    await eventually(lambda: _ready(sessions.calls == [[1]]), timeout=5, interval=0.001, what="the first call out")
     impatient.cancel()
     sessions.release.set()
     assert await patient == _totals(_handoff(2))
