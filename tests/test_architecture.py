@@ -38,6 +38,16 @@ def test_domain_modules_import_neither_grpc_nor_sqlalchemy() -> None:
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
+def test_ingest_use_cases_import_only_the_domain_and_the_kernel() -> None:
+    """Issue 9: the write path reads top to bottom; the use cases see adapters only
+    through their own protocols (the other services follow in issue 15)."""
+    path = ROOT / "services" / "ingest" / "use_cases.py"
+    ours = {m for m in _imports(path) if m.startswith("services.")}
+    assert ours == {"services.ingest.domain"}, sorted(ours)
+    third_party = {m.split(".")[0] for m in _imports(path)} - {"services", "workpulse", "__future__"}
+    assert third_party <= {"collections", "dataclasses", "datetime", "typing"}, sorted(third_party)
+
+
 def test_kernel_imports_no_service_and_no_gateway() -> None:
     for path in _sources(ROOT / "workpulse"):
         if path.name == "supervisor.py" or path.name == "cli.py":

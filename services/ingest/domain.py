@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
+from workpulse.errors import InvalidArgument
+
 MAX_BATCH_EVENTS = 1000
 MAX_DURATION_SECONDS = 86_400
 MAX_APP_NAME = 255
@@ -137,6 +139,14 @@ class TotalsDelta:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Which of a write's events were new, and the session totals once they are applied."""
+
+    stored: frozenset[tuple[str, datetime]]
+    totals: SessionTotals
+
+
 @dataclass
 class BatchOutcome:
     """Per-event outcomes of one request, in request order, and the totals after it."""
@@ -159,6 +169,13 @@ class Admission:
     admitted: list[tuple[int, NewEvent]] = field(default_factory=list)
     rejected: list[EventOutcome] = field(default_factory=list)
     repeated: list[EventOutcome] = field(default_factory=list)
+
+
+def require_session_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument("session_id: must be a UUID", field="session_id") from None
 
 
 def derive_client_event_id(session_id: str, event: IncomingEvent, timestamp: datetime) -> str:

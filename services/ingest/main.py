@@ -12,6 +12,7 @@ from pydantic import Field
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.ingest.batch_store import ActivityStore
 from services.ingest.domain import MAX_CLOCK_SKEW
 from services.ingest.handoff import TotalsHandoff
 from services.ingest.limits import RequestBudget
@@ -93,7 +94,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     )
     uow = UnitOfWork(engine)
     handoff = TotalsHandoff(uow, maintenance, sessions, redeliver_after_seconds=settings.ingest_redeliver_after_seconds)
-    writer = ActivityWriter(uow, handoff, sessions, max_concurrent=settings.ingest_max_concurrent_writes)
+    writer = ActivityWriter(ActivityStore(uow), handoff, max_concurrent=settings.ingest_max_concurrent_writes)
     ingest = Ingest(
         sessions=sessions,
         writer=writer,

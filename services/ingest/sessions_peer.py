@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -23,13 +22,6 @@ from services.ingest.repository import PendingHandoff
 from workpulse.errors import InvalidArgument, NotFound, Unavailable, WorkPulseError
 from workpulse.sessions.v1 import sessions_pb2 as spb
 from workpulse.sessions.v1 import sessions_pb2_grpc as spb_grpc
-
-
-def require_session_id(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidArgument("session_id: must be a UUID", field="session_id") from None
 
 
 def _moment(message: spb.Session, name: str) -> datetime | None:

@@ -18,11 +18,10 @@ from services.ingest.domain import (
     RejectReason,
     SessionTotals,
     SessionWindow,
+    WriteResult,
     admit,
+    require_session_id,
 )
-from services.ingest.limits import RequestBudget
-from services.ingest.sessions_peer import require_session_id
-from services.ingest.writer import WriteResult
 from workpulse.errors import FailedPrecondition, InvalidArgument, NotFound
 from workpulse.identity import Principal
 
@@ -37,13 +36,18 @@ class EventWriter(Protocol):
     async def write(self, window: SessionWindow, events: list[NewEvent]) -> WriteResult: ...
 
 
+class Budget(Protocol):
+    async def spend(self, caller: Principal) -> None:
+        """Counts one request or batch; RateLimited past the caller's budget."""
+
+
 @dataclass
 class Ingest:
     """What the use cases need, wired by the composition root (fakes in unit tests)."""
 
     sessions: SessionDirectory
     writer: EventWriter
-    budget: RequestBudget
+    budget: Budget
     clock_skew: timedelta = timedelta(minutes=2)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
