@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, raise_if_cancelled
 
 logger = logging.getLogger("workpulse.outbox")
 
@@ -165,6 +165,7 @@ class OutboxRelay:
         backoff = 0.1
         try:
             while True:
+                raise_if_cancelled()  # publishing calls Redis, which may swallow a cancellation
                 try:
                     await self.drain()
                     backoff = 0.1
@@ -176,6 +177,7 @@ class OutboxRelay:
                     backoff = min(backoff * 2, 5.0)
                     continue
                 self._wake.clear()
+                raise_if_cancelled()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll)
         finally:

@@ -14,7 +14,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from services.realtime.domain import Event, Viewer
-from services.realtime.stream import EventStream, raise_if_cancelled
+from services.realtime.stream import EventStream
+from workpulse.redisconn import raise_if_cancelled
 
 logger = logging.getLogger("workpulse.realtime.hub")
 

@@ -13,11 +13,12 @@ from pydantic import Field
 from services.realtime.hub import EventHub
 from services.realtime.presence import PresenceStore, PresenceTracker
 from services.realtime.servicer import RealtimeServicer
-from services.realtime.stream import EventStream, raise_if_cancelled
+from services.realtime.stream import EventStream
 from services.realtime.use_cases import Realtime
 from workpulse import redisconn, runtime
 from workpulse.grpc_server import RunningServer, Servicer, build_server, serve
 from workpulse.realtime.v1 import realtime_pb2_grpc
+from workpulse.redisconn import raise_if_cancelled
 from workpulse.settings import GrpcServiceSettings, load
 
 logger = logging.getLogger("workpulse.realtime.retention")

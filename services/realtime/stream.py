@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,14 +15,6 @@ from services.realtime.domain import Event, parse_stream_id
 from workpulse.errors import Unavailable
 from workpulse.outbox import events_stream
 from workpulse.redisconn import Keys
-
-
-def raise_if_cancelled() -> None:
-    """Re-raises a cancellation that redis-py swallowed mid-command: a loop that went on
-    after it would never stop."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 @contextmanager

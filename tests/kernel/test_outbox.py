@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import redis.asyncio as aioredis
@@ -134,3 +134,37 @@ async def test_tenant_transaction_sees_only_its_outbox_rows(database_url: str, s
         async with app.tenant(a) as conn:
             await outbox.add(conn, schema, b, "X", {})
     await app.engine.dispose()
+
+
+async def test_a_relay_stops_even_when_its_publisher_swallows_the_cancellation(database_url: str, schema: str) -> None:
+    """redis-py can return a command's reply to a task that was cancelled meanwhile; the
+    relay must still stop (else its process hangs on SIGTERM)."""
+    app = UnitOfWork(create_engine(database_url))
+    maintenance = create_engine(database_url, role=MAINTENANCE_ROLE)
+    publishing = asyncio.Event()
+    swallowed = 0
+
+    async def swallowing_publisher(records: Sequence[outbox.OutboxRecord]) -> None:
+        nonlocal swallowed
+        publishing.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            swallowed += 1  # as redis-py does: the call returns as if it had completed
+
+    relay = outbox.OutboxRelay(
+        maintenance, schema, {outbox.EVENTS_TOPIC: swallowing_publisher}, listen_url=database_url, poll_seconds=0.05
+    )
+    org = str(uuid.uuid4())
+    async with app.tenant(org) as conn:
+        await outbox.add(conn, schema, org, "SESSION_UPDATE", {"sessionId": "s1"})
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.wait_for(publishing.wait(), 10)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        assert done == {task} and task.cancelled() and swallowed == 1
+    finally:
+        task.cancel()
+        await app.engine.dispose()
+        await maintenance.dispose()
