@@ -1,25 +1,20 @@
 """Per-user request budget shared by every replica through Redis.
 
 Generous (a well-behaved agent sends a batch every few seconds, so it never meets it);
-service identities are exempt; if Redis is unreachable the budget is not enforced rather
-than refusing activity.
+service identities are exempt. The limiter counts in memory and reconciles with Redis in
+the background (workpulse.ratelimit.BufferedRateLimiter): no round trip per request, and
+while Redis is unreachable each replica enforces the budget on its own.
 """
 
 from __future__ import annotations
 
-import logging
-
-from redis.exceptions import RedisError
-
 from workpulse.identity import Principal
-from workpulse.ratelimit import RateLimiter
+from workpulse.ratelimit import Limiter
 from workpulse.redisconn import Keys
-
-logger = logging.getLogger("workpulse.ingest.limits")
 
 
 class RequestBudget:
-    def __init__(self, limiter: RateLimiter | None, keys: Keys, *, requests_per_minute: int) -> None:
+    def __init__(self, limiter: Limiter | None, keys: Keys, *, requests_per_minute: int) -> None:
         self._limiter = limiter
         self._keys = keys
         self._limit = requests_per_minute
@@ -29,7 +24,4 @@ class RequestBudget:
         if self._limiter is None or caller.is_service or caller.organization_id is None:
             return
         key = self._keys.tenant(caller.organization_id, "ratelimit", "ingest", caller.subject)
-        try:
-            await self._limiter.hit(key, limit=self._limit, window_seconds=60, what="activity requests")
-        except RedisError:
-            logger.warning("rate limiter unavailable; request allowed", exc_info=True)
+        await self._limiter.hit(key, limit=self._limit, window_seconds=60, what="activity requests")

@@ -29,7 +29,7 @@ from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
 from workpulse.grpc_server import RunningServer, Servicer, build_server, channel, serve
 from workpulse.ingest.v1 import ingest_pb2_grpc
 from workpulse.outbox import EVENTS_TOPIC, OutboxRelay, StreamPublisher
-from workpulse.ratelimit import RateLimiter
+from workpulse.ratelimit import BufferedRateLimiter
 from workpulse.realtime.v1 import realtime_pb2_grpc
 from workpulse.redisconn import Keys, create_client
 from workpulse.sessions.v1 import sessions_pb2_grpc
@@ -95,10 +95,12 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     uow = UnitOfWork(engine)
     handoff = TotalsHandoff(uow, maintenance, sessions, redeliver_after_seconds=settings.ingest_redeliver_after_seconds)
     writer = ActivityWriter(ActivityStore(uow), handoff, max_concurrent=settings.ingest_max_concurrent_writes)
+    # Counted in memory, reconciled with Redis in the background: no round trip per request.
+    limiter = BufferedRateLimiter(redis)
     ingest = Ingest(
         sessions=sessions,
         writer=writer,
-        budget=RequestBudget(RateLimiter(redis), keys, requests_per_minute=settings.ingest_requests_per_minute),
+        budget=RequestBudget(limiter, keys, requests_per_minute=settings.ingest_requests_per_minute),
         clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
     )
     realtime_channel = (
@@ -119,6 +121,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     )
     tasks = [
         asyncio.create_task(relay.run(), name="ingest-outbox-relay"),
+        asyncio.create_task(limiter.run(), name="ingest-ratelimit-flush"),
         asyncio.create_task(handoff.run_redelivery(), name="ingest-handoff-redelivery"),
         asyncio.create_task(handoff.run_marker(), name="ingest-handoff-marker"),
         asyncio.create_task(
@@ -130,6 +133,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     async def cleanup() -> None:
         await writer.close()
         await runtime.stop_tasks(tasks)
+        await limiter.close()
         await handoff.close()
         await sessions_channel.close()
         if realtime_channel is not None:

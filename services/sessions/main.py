@@ -17,7 +17,7 @@ from workpulse import runtime
 from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
 from workpulse.grpc_server import RunningServer, Servicer, build_server, serve
 from workpulse.outbox import EVENTS_TOPIC, OutboxRelay, StreamPublisher
-from workpulse.ratelimit import RateLimiter
+from workpulse.ratelimit import BufferedRateLimiter
 from workpulse.redisconn import Keys, create_client
 from workpulse.sessions.v1 import sessions_pb2_grpc
 from workpulse.settings import GrpcServiceSettings, load
@@ -43,8 +43,10 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     maintenance = create_engine(settings.database_url, role=MAINTENANCE_ROLE, pool_size=4)
     redis = create_client(settings.redis_url)
     keys = Keys(settings.redis_prefix)
+    # Counted in memory, reconciled with Redis in the background: no round trip per request.
+    limiter = BufferedRateLimiter(redis)
     budget = RequestBudget(
-        RateLimiter(redis),
+        limiter,
         keys,
         reads_per_minute=settings.session_reads_per_minute,
         writes_per_minute=settings.session_writes_per_minute,
@@ -60,6 +62,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     )
     background = [
         asyncio.create_task(relay.run(), name="sessions-outbox-relay"),
+        asyncio.create_task(limiter.run(), name="sessions-ratelimit-flush"),
         asyncio.create_task(
             housekeeping.run(
                 maintenance,
@@ -72,6 +75,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
 
     async def stop_background() -> None:
         await runtime.stop_tasks(background)
+        await limiter.close()
 
     try:
         running = await build_server(
