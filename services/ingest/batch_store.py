@@ -15,7 +15,7 @@ from typing import TypeVar
 from sqlalchemy.exc import OperationalError
 
 from services.ingest.domain import NewEvent, SessionWindow, TotalsDelta, totals_delta
-from services.ingest.repository import ActivityLogRepository, HandoffRepository, PendingHandoff
+from services.ingest.repository import ActivityLogRepository, PendingHandoff
 from workpulse.db import UnitOfWork
 
 logger = logging.getLogger("workpulse.ingest.store")
@@ -57,9 +57,11 @@ class ActivityStore:
         )
 
         async def transaction() -> tuple[set[tuple[str, str, datetime]], list[PendingHandoff]]:
-            async with self._uow.tenant(organization_id) as conn:
+            # Two round trips: (BEGIN, tenant, insert) and (outbox rows, COMMIT).
+            async with self._uow.pipelined(organization_id) as conn:
+                log = ActivityLogRepository(conn)
                 starts = {sid: w.start_time for sid, w in windows.items()}
-                stored = await ActivityLogRepository(conn).insert_new(organization_id, rows, starts)
+                stored = await log.insert_new(organization_id, rows, starts)
                 every = len(stored) == len(rows)
                 new_by_session: dict[str, list[NewEvent]] = defaultdict(list)
                 for session_id, _, event in rows:
@@ -67,7 +69,8 @@ class ActivityStore:
                         new_by_session[session_id].append(event)
                 deltas = [d for sid, new in new_by_session.items() if (d := totals_delta(windows[sid], new))]
                 recorded = [_recorded_event(d) for d in deltas]
-                ids = await HandoffRepository(conn).record(organization_id, deltas, recorded)
+                handoff_ids = await log.record_outbox(organization_id, deltas, recorded)
+            ids = await handoff_ids()
             return stored, [PendingHandoff(ids[d.session_id], d) for d in deltas]
 
         stored, handoffs = await _reconnecting(lambda: self._uow.retrying(transaction))

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ingest.domain import MAX_CLOCK_SKEW, NewEvent, TotalsDelta
+from workpulse.db import DriverConnection
 
 SCHEMA = "ingest"
 TOTALS_TOPIC = "session_totals"
@@ -44,18 +44,15 @@ _INSERT_EVENTS = """
     returning session_id::text, client_event_id, "timestamp"
 """
 
-# Every outbox row of a write in one round trip. No NOTIFY: at one commit per request it
+# Every outbox row of a write in one statement. No NOTIFY: at one commit per request it
 # would wake the events relay once per request; the relay polls every quarter second
 # instead and publishes the ACTIVITY_RECORDED events of all writes since in one pass.
-_INSERT_OUTBOX = text(
-    """
+_INSERT_OUTBOX = """
     insert into ingest.outbox (organization_id, topic, event_type, payload)
-    select cast(:org as uuid), r.topic, r.event_type, r.payload
-    from unnest(cast(:topics as text[]), cast(:types as text[]), cast(:payloads as jsonb[]))
-        as r(topic, event_type, payload)
+    select %(org)s::uuid, r.topic, r.event_type, r.payload
+    from unnest(%(topics)s::text[], %(types)s::text[], %(payloads)s::jsonb[]) as r(topic, event_type, payload)
     returning id, topic, payload ->> 'session_id' as session_id
-    """
-)
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +84,10 @@ def _pending(row: Any) -> PendingHandoff:
 
 
 class ActivityLogRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
+    """The statements of a group commit, on a :meth:`UnitOfWork.pipelined` transaction:
+    they queue, and reach the server with the next result read or the COMMIT."""
+
+    def __init__(self, conn: DriverConnection) -> None:
         self._conn = conn
 
     async def insert_new(
@@ -111,27 +111,37 @@ class ActivityLogRepository:
             "any_stamp": [e.match_any_timestamp for _, _, e in rows],
             "earliest": [starts[s] - MAX_CLOCK_SKEW for s, _, _ in rows],
         }
-        # The driver connection of this same transaction (SQLAlchemy has begun it).
-        raw = await self._conn.get_raw_connection()
-        driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-        async with driver.cursor(binary=True) as cursor:
+        async with self._conn.cursor(binary=True) as cursor:
             await cursor.execute(_INSERT_EVENTS, params)
             found = await cursor.fetchall()
         return {(r[0], r[1], r[2]) for r in found}
 
-    async def session_sums(self, organization_id: str, session_id: str) -> tuple[int, int, int]:
-        """(active seconds, idle seconds, events) stored for a session."""
-        row = (
-            await self._conn.execute(
-                text(
-                    "select coalesce(sum(duration_seconds) filter (where activity_type = 'active'), 0), "
-                    "coalesce(sum(duration_seconds) filter (where activity_type = 'idle'), 0), count(*) "
-                    "from ingest.activity_logs where organization_id = :org and session_id = :sid"
-                ),
-                {"org": organization_id, "sid": session_id},
-            )
-        ).one()
-        return int(row[0]), int(row[1]), int(row[2])
+    async def record_outbox(
+        self, organization_id: str, deltas: Sequence[TotalsDelta], recorded: Sequence[Mapping[str, Any]]
+    ) -> Callable[[], Awaitable[dict[str, int]]]:
+        """Queues one hand-off per delta and one ACTIVITY_RECORDED event per payload; returns
+        how to read each session's hand-off id once the transaction is over (reading it
+        earlier would cost a round trip of its own before the COMMIT)."""
+        if not deltas and not recorded:
+
+            async def nothing() -> dict[str, int]:
+                return {}
+
+            return nothing
+        topics = [TOTALS_TOPIC] * len(deltas) + ["events"] * len(recorded)
+        types = [TOTALS_EVENT] * len(deltas) + [ACTIVITY_RECORDED] * len(recorded)
+        payloads = [json.dumps(d.payload()) for d in deltas] + [json.dumps(p) for p in recorded]
+        cursor = self._conn.cursor()
+        await cursor.execute(
+            _INSERT_OUTBOX, {"org": organization_id, "topics": topics, "types": types, "payloads": payloads}
+        )
+
+        async def ids() -> dict[str, int]:
+            rows = await cursor.fetchall()
+            await cursor.close()
+            return {str(session_id): int(row_id) for row_id, topic, session_id in rows if topic == TOTALS_TOPIC}
+
+        return ids
 
 
 class HandoffRepository:
@@ -140,21 +150,6 @@ class HandoffRepository:
 
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
-
-    async def record(
-        self, organization_id: str, deltas: Sequence[TotalsDelta], recorded: Sequence[Mapping[str, Any]]
-    ) -> dict[str, int]:
-        """Writes one hand-off per delta and one ACTIVITY_RECORDED event per payload;
-        returns the hand-off id of each session."""
-        if not deltas and not recorded:
-            return {}
-        topics = [TOTALS_TOPIC] * len(deltas) + ["events"] * len(recorded)
-        types = [TOTALS_EVENT] * len(deltas) + [ACTIVITY_RECORDED] * len(recorded)
-        payloads = [json.dumps(d.payload()) for d in deltas] + [json.dumps(p) for p in recorded]
-        result = await self._conn.execute(
-            _INSERT_OUTBOX, {"org": organization_id, "topics": topics, "types": types, "payloads": payloads}
-        )
-        return {str(r.session_id): int(r.id) for r in result if r.topic == TOTALS_TOPIC}
 
     async def lock_pending_for_session(self, session_id: str) -> list[PendingHandoff]:
         """The session's unconfirmed hand-offs, locked (waiting for a redelivery in progress)."""
