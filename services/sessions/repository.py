@@ -6,16 +6,18 @@ to the tenant the unit of work set.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from psycopg.errors import UniqueViolation
+from psycopg.rows import dict_row
 from sqlalchemy import Row, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.sessions.domain import SESSION_UPDATE, ActivityDelta, HistoryQuery, Project, WorkSession
+from workpulse.db import DriverConnection
 from workpulse.errors import AlreadyExists
 from workpulse.outbox import EVENTS_TOPIC
 
@@ -39,27 +41,30 @@ _SESSION_EVENT = (
     f"'startTime', to_char(start_time at time zone 'UTC', {_UTC_ISO}), "
     f"'endTime', to_char(end_time at time zone 'UTC', {_UTC_ISO}))"
 )
-_APPLY_ONCE = text(
+# psycopg placeholders: it runs on a pipelined transaction (ActivityApplications).
+_APPLY_ONCE = (
     "with claimed as ("
     "  insert into sessions.applied_batches (organization_id, idempotency_key, session_id, event_count) "
-    "  values (:org, :key, :id, :count) on conflict do nothing returning session_id"
+    "  values (%(org)s, %(key)s, %(id)s, %(count)s) on conflict do nothing returning session_id"
     "), updated as ("
     "  update sessions.work_sessions set "
-    "    total_active_seconds = total_active_seconds + :active, "
-    "    total_idle_seconds = total_idle_seconds + :idle, "
-    "    last_activity_at = greatest(last_activity_at, cast(:last as timestamptz)), "
+    "    total_active_seconds = total_active_seconds + %(active)s, "
+    "    total_idle_seconds = total_idle_seconds + %(idle)s, "
+    "    last_activity_at = greatest(last_activity_at, cast(%(last)s as timestamptz)), "
     "    version = version + 1 "
-    "  where organization_id = :org and id = :id and exists (select 1 from claimed) "
+    "  where organization_id = %(org)s and id = %(id)s and exists (select 1 from claimed) "
     "  returning *"
     "), event as ("
     "  insert into sessions.outbox (organization_id, topic, event_type, payload) "
-    f"  select organization_id, :topic, :event_type, {_SESSION_EVENT} from updated "
-    "  returning pg_notify(:channel, '')"
+    f"  select organization_id, %(topic)s, %(event_type)s, {_SESSION_EVENT} from updated "
+    "  returning pg_notify(%(channel)s, '')"
     ") "
     "select (select count(*) from claimed) as claimed, (select count(*) from event) as notified, "
     f"{', '.join('updated.' + c.strip() for c in _SESSION_COLUMNS.split(', '))} "
     "from (values (1)) as one left join updated on true"
 )
+_RELEASE_CLAIM = "delete from sessions.applied_batches where organization_id = %s and idempotency_key = %s"
+_GET_SESSION = f"select {_SESSION_COLUMNS} from sessions.work_sessions where organization_id = %s and id = %s"
 
 
 def _session(row: Row[Any]) -> WorkSession:
@@ -128,45 +133,6 @@ class WorkSessionRepository:
             )
         ).first()
         return _session(row) if row else None
-
-    async def apply_once(self, delta: ActivityDelta) -> tuple[bool, WorkSession | None]:
-        """(claimed, session after): claims the idempotency key and, if it was new, adds the
-        seconds and writes SESSION_UPDATE to the outbox, all in ONE statement.
-
-        Appends commute: a single atomic UPDATE with no version check, so concurrent appends
-        to one session queue briefly on its row lock and all succeed. One round trip keeps
-        that lock short. A concurrent claim of the same key waits for the first transaction
-        and then claims nothing. (True, None) means the session does not exist: the caller
-        raises, which rolls the claim back.
-        """
-        row = (
-            await self._conn.execute(
-                _APPLY_ONCE,
-                {
-                    "org": delta.organization_id,
-                    "id": delta.session_id,
-                    "key": delta.idempotency_key,
-                    "count": delta.event_count,
-                    "active": delta.active_seconds,
-                    "idle": delta.idle_seconds,
-                    "last": delta.last_activity_at,
-                    "topic": EVENTS_TOPIC,
-                    "event_type": SESSION_UPDATE,
-                    "channel": OUTBOX_CHANNEL,
-                },
-            )
-        ).one()
-        fields = row._asdict()
-        claimed = bool(fields.pop("claimed"))
-        fields.pop("notified")
-        return claimed, (WorkSession(**fields) if fields["id"] is not None else None)
-
-    async def release_claim(self, delta: ActivityDelta) -> None:
-        """Undoes the key claimed for a session that does not exist (nothing was counted)."""
-        await self._conn.execute(
-            text("delete from sessions.applied_batches where organization_id = :org and idempotency_key = :key"),
-            {"org": delta.organization_id, "key": delta.idempotency_key},
-        )
 
     async def active(self, organization_id: str, user_id: str | None) -> list[WorkSession]:
         rows = await self._conn.execute(
@@ -284,3 +250,61 @@ class ProjectRepository:
             {"org": organization_id, "id": project_id},
         )
         return bool(result.rowcount)
+
+
+Applied = tuple[bool, WorkSession | None]
+
+
+class ActivityApplications:
+    """Totals hand-offs on a :meth:`UnitOfWork.pipelined` transaction: each statement is
+    queued and returns how to read its result, so a batch of hand-offs (of any
+    organizations) reaches the server in one round trip."""
+
+    def __init__(self, conn: DriverConnection) -> None:
+        self._conn = conn
+
+    async def apply_once(self, delta: ActivityDelta) -> Callable[[], Awaitable[Applied]]:
+        """Queues the claim of the idempotency key and, if it was new, the added seconds
+        and SESSION_UPDATE in the outbox, all in ONE statement; reads (claimed, session
+        after).
+
+        Appends commute: a single atomic UPDATE with no version check, so concurrent appends
+        to one session queue briefly on its row lock and all succeed. A concurrent claim of
+        the same key waits for the first transaction and then claims nothing. (True, None)
+        means the session does not exist: the caller releases the claim or rolls back.
+        """
+        cursor = self._conn.cursor(row_factory=dict_row)
+        await cursor.execute(
+            _APPLY_ONCE,
+            {
+                "org": delta.organization_id,
+                "id": delta.session_id,
+                "key": delta.idempotency_key,
+                "count": delta.event_count,
+                "active": delta.active_seconds,
+                "idle": delta.idle_seconds,
+                "last": delta.last_activity_at,
+                "topic": EVENTS_TOPIC,
+                "event_type": SESSION_UPDATE,
+                "channel": OUTBOX_CHANNEL,
+            },
+        )
+
+        async def read() -> Applied:
+            fields = await cursor.fetchone()
+            await cursor.close()
+            assert fields is not None  # the statement always returns its one row
+            claimed = bool(fields.pop("claimed"))
+            fields.pop("notified")
+            return claimed, (WorkSession(**fields) if fields["id"] is not None else None)
+
+        return read
+
+    async def release_claim(self, delta: ActivityDelta) -> None:
+        """Queues undoing the key claimed for a session that does not exist (nothing was counted)."""
+        await self._conn.execute(_RELEASE_CLAIM, [delta.organization_id, delta.idempotency_key])
+
+    async def get(self, organization_id: str, session_id: str) -> WorkSession | None:
+        cursor = await self._conn.execute(_GET_SESSION, [organization_id, session_id])
+        row = await cursor.fetchone()
+        return WorkSession(*row) if row else None
