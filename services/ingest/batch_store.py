@@ -57,8 +57,7 @@ class ActivityStore:
         )
 
         async def transaction() -> tuple[set[tuple[str, str, datetime]], list[PendingHandoff]]:
-            # Two round trips: (BEGIN, tenant, insert) and (outbox rows, COMMIT).
-            async with self._uow.pipelined(organization_id) as conn:
+            async with self._uow.direct(organization_id) as conn:
                 log = ActivityLogRepository(conn)
                 starts = {sid: w.start_time for sid, w in windows.items()}
                 stored = await log.insert_new(organization_id, rows, starts)
@@ -69,8 +68,7 @@ class ActivityStore:
                         new_by_session[session_id].append(event)
                 deltas = [d for sid, new in new_by_session.items() if (d := totals_delta(windows[sid], new))]
                 recorded = [_recorded_event(d) for d in deltas]
-                handoff_ids = await log.record_outbox(organization_id, deltas, recorded)
-            ids = await handoff_ids()
+                ids = await log.record_outbox(organization_id, deltas, recorded)
             return stored, [PendingHandoff(ids[d.session_id], d) for d in deltas]
 
         stored, handoffs = await _reconnecting(lambda: self._uow.retrying(transaction))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,8 +84,7 @@ def _pending(row: Any) -> PendingHandoff:
 
 
 class ActivityLogRepository:
-    """The statements of a group commit, on a :meth:`UnitOfWork.pipelined` transaction:
-    they queue, and reach the server with the next result read or the COMMIT."""
+    """The statements of a group commit, on a :meth:`UnitOfWork.direct` transaction."""
 
     def __init__(self, conn: DriverConnection) -> None:
         self._conn = conn
@@ -118,30 +117,19 @@ class ActivityLogRepository:
 
     async def record_outbox(
         self, organization_id: str, deltas: Sequence[TotalsDelta], recorded: Sequence[Mapping[str, Any]]
-    ) -> Callable[[], Awaitable[dict[str, int]]]:
-        """Queues one hand-off per delta and one ACTIVITY_RECORDED event per payload; returns
-        how to read each session's hand-off id once the transaction is over (reading it
-        earlier would cost a round trip of its own before the COMMIT)."""
+    ) -> dict[str, int]:
+        """Writes one hand-off per delta and one ACTIVITY_RECORDED event per payload;
+        returns the hand-off id of each session."""
         if not deltas and not recorded:
-
-            async def nothing() -> dict[str, int]:
-                return {}
-
-            return nothing
+            return {}
         topics = [TOTALS_TOPIC] * len(deltas) + ["events"] * len(recorded)
         types = [TOTALS_EVENT] * len(deltas) + [ACTIVITY_RECORDED] * len(recorded)
         payloads = [json.dumps(d.payload()) for d in deltas] + [json.dumps(p) for p in recorded]
-        cursor = self._conn.cursor()
-        await cursor.execute(
+        cursor = await self._conn.execute(
             _INSERT_OUTBOX, {"org": organization_id, "topics": topics, "types": types, "payloads": payloads}
         )
-
-        async def ids() -> dict[str, int]:
-            rows = await cursor.fetchall()
-            await cursor.close()
-            return {str(session_id): int(row_id) for row_id, topic, session_id in rows if topic == TOTALS_TOPIC}
-
-        return ids
+        rows = await cursor.fetchall()
+        return {str(session_id): int(row_id) for row_id, topic, session_id in rows if topic == TOTALS_TOPIC}
 
 
 class HandoffRepository:

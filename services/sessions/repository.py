@@ -6,7 +6,7 @@ to the tenant the unit of work set.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +41,7 @@ _SESSION_EVENT = (
     f"'startTime', to_char(start_time at time zone 'UTC', {_UTC_ISO}), "
     f"'endTime', to_char(end_time at time zone 'UTC', {_UTC_ISO}))"
 )
-# psycopg placeholders: it runs on a pipelined transaction (ActivityApplications).
+# psycopg placeholders: it runs on a direct transaction (ActivityApplications).
 _APPLY_ONCE = (
     "with claimed as ("
     "  insert into sessions.applied_batches (organization_id, idempotency_key, session_id, event_count) "
@@ -252,26 +252,21 @@ class ProjectRepository:
         return bool(result.rowcount)
 
 
-Applied = tuple[bool, WorkSession | None]
-
-
 class ActivityApplications:
-    """Totals hand-offs on a :meth:`UnitOfWork.pipelined` transaction: each statement is
-    queued and returns how to read its result, so a batch of hand-offs (of any
-    organizations) reaches the server in one round trip."""
+    """Totals hand-offs on a :meth:`UnitOfWork.direct` transaction (the hot path)."""
 
     def __init__(self, conn: DriverConnection) -> None:
         self._conn = conn
 
-    async def apply_once(self, delta: ActivityDelta) -> Callable[[], Awaitable[Applied]]:
-        """Queues the claim of the idempotency key and, if it was new, the added seconds
-        and SESSION_UPDATE in the outbox, all in ONE statement; reads (claimed, session
-        after).
+    async def apply_once(self, delta: ActivityDelta) -> tuple[bool, WorkSession | None]:
+        """(claimed, session after): claims the idempotency key and, if it was new, adds the
+        seconds and writes SESSION_UPDATE to the outbox, all in ONE statement.
 
         Appends commute: a single atomic UPDATE with no version check, so concurrent appends
-        to one session queue briefly on its row lock and all succeed. A concurrent claim of
-        the same key waits for the first transaction and then claims nothing. (True, None)
-        means the session does not exist: the caller releases the claim or rolls back.
+        to one session queue briefly on its row lock and all succeed. One round trip keeps
+        that lock short. A concurrent claim of the same key waits for the first transaction
+        and then claims nothing. (True, None) means the session does not exist: the caller
+        releases the claim or rolls back.
         """
         cursor = self._conn.cursor(row_factory=dict_row)
         await cursor.execute(
@@ -289,19 +284,14 @@ class ActivityApplications:
                 "channel": OUTBOX_CHANNEL,
             },
         )
-
-        async def read() -> Applied:
-            fields = await cursor.fetchone()
-            await cursor.close()
-            assert fields is not None  # the statement always returns its one row
-            claimed = bool(fields.pop("claimed"))
-            fields.pop("notified")
-            return claimed, (WorkSession(**fields) if fields["id"] is not None else None)
-
-        return read
+        fields = await cursor.fetchone()
+        assert fields is not None  # the statement always returns its one row
+        claimed = bool(fields.pop("claimed"))
+        fields.pop("notified")
+        return claimed, (WorkSession(**fields) if fields["id"] is not None else None)
 
     async def release_claim(self, delta: ActivityDelta) -> None:
-        """Queues undoing the key claimed for a session that does not exist (nothing was counted)."""
+        """Undoes the key claimed for a session that does not exist (nothing was counted)."""
         await self._conn.execute(_RELEASE_CLAIM, [delta.organization_id, delta.idempotency_key])
 
     async def get(self, organization_id: str, session_id: str) -> WorkSession | None:

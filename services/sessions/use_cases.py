@@ -28,7 +28,7 @@ from services.sessions.domain import (
 )
 from services.sessions.repository import ActivityApplications, ProjectRepository, WorkSessionRepository
 from workpulse import outbox
-from workpulse.db import UnitOfWork, pipeline_switch_tenant
+from workpulse.db import UnitOfWork, direct_switch_tenant
 from workpulse.errors import (
     AlreadyExists,
     Conflict,
@@ -171,9 +171,9 @@ async def apply_activity(uow: UnitOfWork, principal: Principal, delta: ActivityD
         raise PermissionDenied("only services may apply activity")
 
     async def work() -> tuple[WorkSession, bool]:
-        async with uow.pipelined(delta.organization_id) as conn:
+        async with uow.direct(delta.organization_id) as conn:
             sessions = ActivityApplications(conn)
-            claimed, updated = await (await sessions.apply_once(delta))()
+            claimed, updated = await sessions.apply_once(delta)
             if claimed:
                 if updated is None:
                     raise NotFound("session not found")  # rolls the claimed key back too
@@ -205,28 +205,20 @@ async def apply_activities(
 
     async def work() -> list[tuple[WorkSession, bool] | None]:
         results: dict[int, tuple[WorkSession, bool] | None] = {}
-        async with uow.pipelined(None) as conn:
+        async with uow.direct(None) as conn:
             sessions = ActivityApplications(conn)
-            # Every item's statement (each under its own organization) in one round trip.
-            reads = []
             tenant = None
             for i in order:
                 delta = deltas[i]
                 if delta.organization_id != tenant:
                     tenant = delta.organization_id
-                    await pipeline_switch_tenant(conn, tenant)
-                reads.append((i, await sessions.apply_once(delta)))
-            # Then the rare ones: unknown sessions release their claim, repeats read their session.
-            for i, read in reads:
-                delta = deltas[i]
-                claimed, updated = await read()
-                if claimed and updated is not None:
-                    results[i] = (updated, False)
-                    continue
-                await pipeline_switch_tenant(conn, delta.organization_id)
-                if claimed:
+                    await direct_switch_tenant(conn, tenant)
+                claimed, updated = await sessions.apply_once(delta)
+                if claimed and updated is None:
                     await sessions.release_claim(delta)
                     results[i] = None
+                elif claimed and updated is not None:
+                    results[i] = (updated, False)
                 else:
                     current = await sessions.get(delta.organization_id, delta.session_id)
                     results[i] = (current, True) if current is not None else None

@@ -1,4 +1,4 @@
-"""UnitOfWork.pipelined, the hot paths' transaction (real PostgreSQL, runtime role): it is
+"""UnitOfWork.direct, the hot paths' transaction (real PostgreSQL, runtime role): it is
 tenant-scoped like tenant(), commits or rolls back whole, speaks SQLAlchemy's error
 vocabulary, and never hands a broken connection back to the pool."""
 
@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from workpulse.db import UnitOfWork, create_engine, pipeline_switch_tenant
+from workpulse.db import UnitOfWork, create_engine, direct_switch_tenant
 
 INSERT = "insert into sessions.projects (organization_id, id, name) values (%s, %s, %s)"
 NAMES = "select name from sessions.projects order by name"
@@ -33,22 +33,20 @@ async def _names(owner: AsyncEngine, org: str) -> list[str]:
         return [str(r[0]) for r in rows]
 
 
-async def test_a_pipelined_transaction_sees_and_writes_only_its_tenant(
-    uow: UnitOfWork, owner_engine: AsyncEngine
-) -> None:
+async def test_a_direct_transaction_sees_and_writes_only_its_tenant(uow: UnitOfWork, owner_engine: AsyncEngine) -> None:
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
-    async with uow.pipelined(a) as conn:
+    async with uow.direct(a) as conn:
         await conn.execute(INSERT, [a, str(uuid.uuid4()), "a-1"])
-    async with uow.pipelined(b) as conn:
+    async with uow.direct(b) as conn:
         await conn.execute(INSERT, [b, str(uuid.uuid4()), "b-1"])
         seen = await (await conn.execute(NAMES)).fetchall()
         assert seen == [("b-1",)]
         with pytest.raises(Exception, match="row-level security"):
             async with conn.transaction():  # a savepoint: the policy refuses the other tenant's row
                 await conn.execute(INSERT, [a, str(uuid.uuid4()), "smuggled"])
-        await pipeline_switch_tenant(conn, a)
+        await direct_switch_tenant(conn, a)
         assert await (await conn.execute(NAMES)).fetchall() == [("a-1",)]
-    async with uow.pipelined(None) as conn:
+    async with uow.direct(None) as conn:
         assert await (await conn.execute(NAMES)).fetchall() == []
     assert await _names(owner_engine, a) == ["a-1"]
     assert await _names(owner_engine, b) == ["b-1"]
@@ -59,17 +57,17 @@ async def test_a_failure_rolls_back_everything_and_surfaces_as_sqlalchemys_error
 ) -> None:
     org, project = str(uuid.uuid4()), str(uuid.uuid4())
     with pytest.raises(IntegrityError):
-        async with uow.pipelined(org) as conn:
+        async with uow.direct(org) as conn:
             await conn.execute(INSERT, [org, str(uuid.uuid4()), "kept?"])
             await conn.execute(INSERT, [org, project, "first"])
             await conn.execute(INSERT, [org, project, "same id"])
     with pytest.raises(RuntimeError):
-        async with uow.pipelined(org) as conn:
+        async with uow.direct(org) as conn:
             await conn.execute(INSERT, [org, str(uuid.uuid4()), "before a bug"])
             raise RuntimeError("the caller failed")
     assert await _names(owner_engine, org) == []
     # The one pooled connection is usable again after both.
-    async with uow.pipelined(org) as conn:
+    async with uow.direct(org) as conn:
         await conn.execute(INSERT, [org, project, "after"])
     assert await _names(owner_engine, org) == ["after"]
 
@@ -79,14 +77,14 @@ async def test_a_connection_killed_under_it_is_an_operational_error_and_is_not_r
 ) -> None:
     org = str(uuid.uuid4())
     with pytest.raises(OperationalError):
-        async with uow.pipelined(org) as conn:
+        async with uow.direct(org) as conn:
             pid = (await (await conn.execute("select pg_backend_pid()")).fetchone() or [0])[0]
             async with owner_engine.connect() as owner:
                 await owner.execute(text("select pg_terminate_backend(:pid)"), {"pid": pid})
             await conn.execute(INSERT, [org, str(uuid.uuid4()), "lost"])
             await (await conn.execute(NAMES)).fetchall()
     # The pool holds one connection: the next transaction gets a fresh one, not the dead one.
-    async with uow.pipelined(org) as conn:
+    async with uow.direct(org) as conn:
         await conn.execute(INSERT, [org, str(uuid.uuid4()), "next"])
         assert (await (await conn.execute("select pg_backend_pid()")).fetchone() or [0])[0] != pid
     assert await _names(owner_engine, org) == ["next"]
