@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from workpulse.db import UnitOfWork
 from workpulse.redisconn import Keys, raise_if_cancelled
 
 logger = logging.getLogger("workpulse.outbox")
@@ -120,7 +121,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_seconds: float = 1.0,
     ) -> None:
-        self._engine = engine
+        self._uow = UnitOfWork(engine)
         self._schema = schema
         self._handlers = handlers
         self._listen_url = listen_url
@@ -129,26 +130,25 @@ class OutboxRelay:
         self._wake = asyncio.Event()
 
     async def drain_once(self, topic: str) -> int:
-        """Claims a batch of unpublished rows of one topic, hands them over, marks them."""
+        """Claims a batch of unpublished rows of one topic, hands them over, marks them.
+        On the driver connection (UnitOfWork.direct): the relay runs once per commit
+        under load, and SQLAlchemy's per-statement work was a quarter of its cost."""
         handler = self._handlers[topic]
-        async with self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        f"select id, organization_id::text, topic, event_type, payload, created_at "
-                        f"from {self._schema}.outbox where published_at is null and topic = :topic "
-                        "order by id limit :n for update skip locked"
-                    ),
-                    {"topic": topic, "n": self._batch},
-                )
-            ).all()
+        async with self._uow.direct(None) as conn:
+            cursor = await conn.execute(
+                f"select id, organization_id::text, topic, event_type, payload, created_at "
+                f"from {self._schema}.outbox where published_at is null and topic = %s "
+                "order by id limit %s for update skip locked",
+                [topic, self._batch],
+            )
+            rows = await cursor.fetchall()
             if not rows:
                 return 0
             records = [OutboxRecord(*row) for row in rows]
             await handler(records)
             await conn.execute(
-                text(f"update {self._schema}.outbox set published_at = now() where id = any(:ids)"),
-                {"ids": [r.id for r in records]},
+                f"update {self._schema}.outbox set published_at = now() where id = any(%s)",
+                [[r.id for r in records]],
             )
         return len(records)
 
