@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+import select
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.pq import TransactionStatus
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from psycopg.pq import ConnStatus, TransactionStatus
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
@@ -52,15 +53,33 @@ def create_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=max(10, pool_size) if max_overflow is None else max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=False,  # replaced by _drop_dead_connection: no round trip per checkout
         pool_timeout=10,
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine.pool, "checkout", _drop_dead_connection)
     if telemetry.sql_spans():
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
         SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
     return engine
+
+
+def _drop_dead_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A pooled connection whose server end is gone is replaced before use, without the
+    round trip of SQLAlchemy's pre-ping (a fifth of a hot-path transaction's client CPU).
+
+    An idle connection has nothing to read; when the server terminated it (a restart, a
+    failover, ``pg_terminate_backend``), its socket is readable (the error message, then
+    EOF) or already closed. One non-blocking poll finds both; the pool then opens a
+    fresh connection in its place (SQLAlchemy retries the checkout on DisconnectionError).
+    """
+    conn: psycopg.AsyncConnection[Any] = dbapi_connection.driver_connection
+    if conn.closed or conn.pgconn.status != ConnStatus.OK:
+        raise DisconnectionError("connection closed")
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        raise DisconnectionError("the server closed the connection")
 
 
 _TRANSIENT = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)

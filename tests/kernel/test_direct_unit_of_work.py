@@ -4,6 +4,7 @@ vocabulary, and never hands a broken connection back to the pool."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -88,3 +89,41 @@ async def test_a_connection_killed_under_it_is_an_operational_error_and_is_not_r
         await conn.execute(INSERT, [org, str(uuid.uuid4()), "next"])
         assert (await (await conn.execute("select pg_backend_pid()")).fetchone() or [0])[0] != pid
     assert await _names(owner_engine, org) == ["next"]
+
+
+async def test_pooled_connections_whose_server_end_died_are_replaced_before_use(
+    database_url: str, owner_engine: AsyncEngine
+) -> None:
+    """No pre-ping round trip, yet a transaction never gets a connection the server has
+    already terminated (restart, failover): both the SQLAlchemy and the direct path."""
+    engine = create_engine(database_url, pool_size=3, max_overflow=0)
+    uow = UnitOfWork(engine)
+    org = str(uuid.uuid4())
+    try:
+
+        async def backend_pid() -> int:
+            async with uow.tenant(org) as conn:
+                return int((await conn.execute(text("select pg_backend_pid()"))).scalar_one())
+
+        # Fill the pool with three idle connections, then terminate them all server-side.
+        async def hold() -> int:
+            async with uow.tenant(org) as conn:
+                pid = int((await conn.execute(text("select pg_backend_pid()"))).scalar_one())
+                await asyncio.sleep(0.1)
+                return pid
+
+        pids = set(await asyncio.gather(hold(), hold(), hold()))
+        assert len(pids) == 3
+        async with owner_engine.connect() as owner:
+            await owner.execute(
+                text("select pg_terminate_backend(p) from unnest(cast(:p as int[])) p"), {"p": list(pids)}
+            )
+        await asyncio.sleep(0.2)  # the terminations reach the sockets
+        fresh = {await backend_pid()}
+        async with uow.direct(org) as conn:
+            await conn.execute(INSERT, [org, str(uuid.uuid4()), "after the restart"])
+            fresh.add((await (await conn.execute("select pg_backend_pid()")).fetchone() or [0])[0])
+        assert not fresh & pids
+        assert await _names(owner_engine, org) == ["after the restart"]
+    finally:
+        await engine.dispose()
