@@ -16,6 +16,7 @@ SCENARIOS: tuple[str, ...] = (
     "tests.bench.ingest_bench",
     "tests.bench.realtime_bench",
     "tests.bench.scheduler_bench",
+    "tests.bench.memory_bench",
     "tests.bench.dedupe_bench",  # last: it adds 200 days of partitions to the bench database
 )
 
