@@ -22,7 +22,7 @@ from gateway.openapi import build_document
 from gateway.peers import Peers
 from gateway.routes import all_routes
 from gateway.settings import GatewaySettings
-from workpulse import db, redisconn, runtime, telemetry
+from workpulse import redisconn, runtime, telemetry
 
 
 def create_app(settings: GatewaySettings) -> ASGIApp:
@@ -37,7 +37,6 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.engine = db.create_engine(settings.database_url, pool_size=2)
         app.state.redis = redisconn.create_client(settings.redis_url)
         app.state.keys = redisconn.Keys(settings.redis_prefix)
         app.state.verifier = runtime.token_verifier(settings)
@@ -49,7 +48,6 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
         finally:
             await app.state.peers.close()
             await app.state.redis.aclose()
-            await app.state.engine.dispose()
 
     middleware = [
         Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),

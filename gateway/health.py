@@ -6,18 +6,17 @@ import asyncio
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from gateway.openapi import documented
+from workpulse import postgres
 
 Status = dict[str, str]
 
 
 async def _database(request: Request) -> None:
-    async with request.app.state.engine.connect() as conn:
-        await conn.execute(text("select 1"))
+    await postgres.ping(request.app.state.settings.database_url)
 
 
 async def _redis(request: Request) -> None:

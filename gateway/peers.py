@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from workpulse.grpc_server import channel
+from workpulse.grpc_client import channel
 from workpulse.identity import ServiceIdentity
 
 T = TypeVar("T")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +62,14 @@ def test_gateway_reaches_services_only_through_stubs() -> None:
     for path in _sources(ROOT / "gateway"):
         bad = {m for m in _imports(path) if m.startswith("services")}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_the_gateway_process_loads_no_sqlalchemy() -> None:
+    """Issue 9 (memory): the gateway owns no tables, and SQLAlchemy with its dialect is about
+    20 MiB of an idle process; checked on the modules the started process really loads."""
+    probe = "import sys, gateway.main; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert "'sqlalchemy'" not in loaded.stdout, loaded.stdout
 
 
 def test_modules_stay_small() -> None:

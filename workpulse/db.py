@@ -26,17 +26,13 @@ from sqlalchemy.util import greenlet_spawn
 
 from workpulse import telemetry
 from workpulse.errors import Unavailable
+from workpulse.postgres import RUNTIME_ROLE, libpq_url
 
-RUNTIME_ROLE = "workpulse_app"
-MAINTENANCE_ROLE = "workpulse_maintenance"
 T = TypeVar("T")
 
 
 def sqlalchemy_url(url: str) -> str:
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    raise ValueError("not a PostgreSQL URL")
+    return "postgresql+psycopg://" + libpq_url(url)[len("postgresql://") :]
 
 
 def create_engine(

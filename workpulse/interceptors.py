@@ -20,12 +20,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from workpulse import errors, log
+from workpulse.grpc_client import serving_within
 from workpulse.identity import Principal, TokenVerifier
 
 logger = logging.getLogger("workpulse.rpc")
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 _client_address: contextvars.ContextVar[str] = contextvars.ContextVar("client_address", default="")
 
 STATUS_OF: dict[type[errors.WorkPulseError], grpc.StatusCode] = {
@@ -58,16 +58,6 @@ def require_service() -> None:
 def client_address() -> str:
     """The end user's address: the gateway's word for it when the gateway called, else the peer."""
     return _client_address.get()
-
-
-def remaining_timeout(default: float | None) -> float | None:
-    """Time left before the incoming deadline, for calls made while serving (propagation);
-    ``default`` when the request being served has no deadline."""
-    deadline = _deadline.get()
-    if deadline is None:
-        return default
-    left = max(0.0, deadline - time.monotonic())
-    return left if default is None else min(default, left)
 
 
 def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[tuple[str, str]]]:
@@ -122,8 +112,7 @@ class KernelInterceptor(grpc.aio.ServerInterceptor):
 
     def _enter(self, context: grpc.aio.ServicerContext[Any, Any], public: bool) -> None:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        remaining = context.time_remaining()
-        _deadline.set(time.monotonic() + remaining if remaining is not None else None)
+        serving_within(context.time_remaining())
         caller: Principal | None = None
         auth = metadata.get("authorization", "")
         if auth:

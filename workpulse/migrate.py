@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from alembic import command, context
 from alembic.config import Config
 
-from workpulse.db import MAINTENANCE_ROLE, RUNTIME_ROLE, sqlalchemy_url
+from workpulse.db import sqlalchemy_url
+from workpulse.postgres import MAINTENANCE_ROLE, RUNTIME_ROLE
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 _LOCK_KEY = 0x5750_4D49  # "WPMI"

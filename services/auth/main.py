@@ -16,10 +16,11 @@ from services.auth.tokens import AccessTokenMinter
 from services.auth.use_cases import SCHEMA, Adapters, Policy
 from workpulse import runtime
 from workpulse.auth.v1 import auth_pb2_grpc
-from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
+from workpulse.db import UnitOfWork, create_engine
 from workpulse.grpc_server import RunningServer, Servicer, build_server, serve
 from workpulse.identity import TokenVerifier, load_private_key, load_public_key
 from workpulse.outbox import EVENTS_TOPIC, OutboxRelay, StreamPublisher
+from workpulse.postgres import MAINTENANCE_ROLE
 from workpulse.ratelimit import RateLimiter
 from workpulse.redisconn import Keys, create_client
 from workpulse.settings import GrpcServiceSettings, load

@@ -25,10 +25,12 @@ from services.ingest.sessions_peer import SessionsPeer
 from services.ingest.use_cases import Ingest
 from services.ingest.writer import ActivityWriter
 from workpulse import runtime
-from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
-from workpulse.grpc_server import RunningServer, Servicer, build_server, channel, serve
+from workpulse.db import UnitOfWork, create_engine
+from workpulse.grpc_client import channel
+from workpulse.grpc_server import RunningServer, Servicer, build_server, serve
 from workpulse.ingest.v1 import ingest_pb2_grpc
 from workpulse.outbox import EVENTS_TOPIC, OutboxRelay, StreamPublisher
+from workpulse.postgres import MAINTENANCE_ROLE
 from workpulse.ratelimit import BufferedRateLimiter
 from workpulse.realtime.v1 import realtime_pb2_grpc
 from workpulse.redisconn import Keys, create_client

@@ -23,9 +23,11 @@ from services.scheduler.runner import JobRunner
 from services.scheduler.servicer import SERVICE_NAME, SchedulerServicer
 from services.scheduler.use_cases import Reports
 from workpulse import runtime
-from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
-from workpulse.grpc_server import RunningServer, Servicer, build_server, channel, serve
+from workpulse.db import UnitOfWork, create_engine
+from workpulse.grpc_client import channel
+from workpulse.grpc_server import RunningServer, Servicer, build_server, serve
 from workpulse.outbox import EVENTS_TOPIC, OutboxRelay, StreamPublisher
+from workpulse.postgres import MAINTENANCE_ROLE
 from workpulse.redisconn import Keys, create_client
 from workpulse.scheduler.v1 import scheduler_pb2_grpc
 from workpulse.settings import GrpcServiceSettings, load

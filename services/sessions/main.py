@@ -14,9 +14,10 @@ from services.sessions.limits import RequestBudget
 from services.sessions.reporting_servicer import reporting_servicer
 from services.sessions.servicer import SERVICE_NAME, SessionsServicer
 from workpulse import runtime
-from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
+from workpulse.db import UnitOfWork, create_engine
 from workpulse.grpc_server import RunningServer, Servicer, build_server, serve
 from workpulse.outbox import EVENTS_TOPIC, OutboxRelay, StreamPublisher
+from workpulse.postgres import MAINTENANCE_ROLE
 from workpulse.ratelimit import BufferedRateLimiter
 from workpulse.redisconn import Keys, create_client
 from workpulse.sessions.v1 import sessions_pb2_grpc

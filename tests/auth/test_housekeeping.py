@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.auth import housekeeping
 from tests.auth.conftest import Organization, invite
 from workpulse.auth.v1 import auth_pb2_grpc
-from workpulse.db import MAINTENANCE_ROLE, create_engine
+from workpulse.db import create_engine
+from workpulse.postgres import MAINTENANCE_ROLE
 
 
 @pytest.fixture

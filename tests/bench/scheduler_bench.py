@@ -20,9 +20,10 @@ from services.scheduler.jobs import JobConfig, JobContext
 from services.scheduler.mesh import GrpcPeers
 from services.scheduler.runner import JobRunner
 from tests.bench.harness import BenchEnv, Row
-from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
-from workpulse.grpc_server import channel
+from workpulse.db import UnitOfWork, create_engine
+from workpulse.grpc_client import channel
 from workpulse.identity import ServiceIdentity, load_private_key
+from workpulse.postgres import MAINTENANCE_ROLE
 
 USERS = int(os.environ.get("BENCH_SUMMARY_USERS", "10000"))
 EVENTS_PER_USER = 100

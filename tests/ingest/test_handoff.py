@@ -18,9 +18,10 @@ from services.ingest.handoff import TotalsHandoff
 from services.ingest.sessions_peer import SessionsPeer
 from tests.ingest.conftest import Stack, UserFactory
 from tests.support import TokenFactory, eventually
-from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
-from workpulse.grpc_server import channel
+from workpulse.db import UnitOfWork, create_engine
+from workpulse.grpc_client import channel
 from workpulse.identity import ServiceIdentity, load_private_key
+from workpulse.postgres import MAINTENANCE_ROLE
 from workpulse.sessions.v1 import sessions_pb2 as spb
 from workpulse.sessions.v1 import sessions_pb2_grpc
 

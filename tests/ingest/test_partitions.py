@@ -13,7 +13,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.partitions import drop_partitions_before, ensure_partitions
-from workpulse.db import MAINTENANCE_ROLE, create_engine
+from workpulse.db import create_engine
+from workpulse.postgres import MAINTENANCE_ROLE
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tests.support import TokenFactory
 from workpulse import errors
 from workpulse.auth.v1 import auth_pb2, auth_pb2_grpc
-from workpulse.grpc_server import RunningServer, Servicer, build_server, channel
+from workpulse.grpc_client import channel, remaining_timeout
+from workpulse.grpc_server import RunningServer, Servicer, build_server
 from workpulse.identity import TokenVerifier, load_public_key
-from workpulse.interceptors import principal, remaining_timeout
+from workpulse.interceptors import principal
 
 FAILURES: dict[str, Exception] = {
     "invalid": errors.InvalidArgument("email: not an email", field="email"),

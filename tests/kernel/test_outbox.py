@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support import eventually
 from workpulse import outbox
-from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
+from workpulse.db import UnitOfWork, create_engine
 from workpulse.migrate import outbox_ddl
+from workpulse.postgres import MAINTENANCE_ROLE
 from workpulse.redisconn import Keys
 
 

@@ -15,7 +15,8 @@ from sqlalchemy import text
 
 from workpulse import telemetry
 from workpulse.db import UnitOfWork, create_engine
-from workpulse.grpc_server import Servicer, build_server, channel
+from workpulse.grpc_client import channel
+from workpulse.grpc_server import Servicer, build_server
 from workpulse.identity import TokenVerifier
 
 VERIFIER = TokenVerifier([], None, issuer="workpulse-auth", audience="workpulse")

@@ -20,8 +20,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from workpulse.db import RUNTIME_ROLE, UnitOfWork, create_engine
+from workpulse.db import UnitOfWork, create_engine
 from workpulse.migrate import services_with_migrations
+from workpulse.postgres import RUNTIME_ROLE
 
 SCHEMAS = services_with_migrations()
 

@@ -20,8 +20,9 @@ from tests.realtime.clients import GrpcListener
 from tests.realtime.conftest import RealtimeServer, subscribe_request
 from tests.support import ROOT, TokenFactory
 from workpulse import outbox
-from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
+from workpulse.db import UnitOfWork, create_engine
 from workpulse.migrate import outbox_ddl
+from workpulse.postgres import MAINTENANCE_ROLE
 
 
 @pytest.fixture

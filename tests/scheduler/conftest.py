@@ -25,9 +25,11 @@ from services.scheduler.servicer import SERVICE_NAME, SchedulerServicer
 from services.scheduler.use_cases import Reports
 from services.sessions.reporting_servicer import reporting_servicer as sessions_reporting
 from tests.support import TokenFactory
-from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
-from workpulse.grpc_server import RunningServer, Servicer, build_server, channel
+from workpulse.db import UnitOfWork, create_engine
+from workpulse.grpc_client import channel
+from workpulse.grpc_server import RunningServer, Servicer, build_server
 from workpulse.identity import ServiceIdentity, TokenVerifier, load_private_key, load_public_key
+from workpulse.postgres import MAINTENANCE_ROLE
 from workpulse.scheduler.v1 import scheduler_pb2_grpc
 
 

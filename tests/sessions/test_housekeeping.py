@@ -8,7 +8,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.sessions.housekeeping import purge_applied_batches
-from workpulse.db import MAINTENANCE_ROLE, create_engine
+from workpulse.db import create_engine
+from workpulse.postgres import MAINTENANCE_ROLE
 
 
 async def test_purge_forgets_only_expired_keys(owner_engine: AsyncEngine, database_url: str) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from alembic import op
 
-from workpulse.db import MAINTENANCE_ROLE
 from workpulse.migrate import outbox_ddl, tenant_table_policies
+from workpulse.postgres import MAINTENANCE_ROLE
 
 revision = "0001"
 down_revision = None
