@@ -296,7 +296,8 @@ async def run(env: BenchEnv) -> list[Row]:
 async def _produce(database_url: str, redis_url: str, prefix: str, plan_path: str, out_path: str) -> None:
     """The producing service: commits the planned events at the planned rate, relays them."""
     from workpulse import outbox
-    from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
+    from workpulse.db import UnitOfWork, create_engine
+    from workpulse.postgres import MAINTENANCE_ROLE
     from workpulse.redisconn import Keys, create_client
 
     plan = json.loads(await asyncio.to_thread(Path(plan_path).read_text))

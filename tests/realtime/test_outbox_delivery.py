@@ -86,7 +86,8 @@ _DOOMED = textwrap.dedent(
     """
     import asyncio, sys
     from workpulse import outbox
-    from workpulse.db import MAINTENANCE_ROLE, UnitOfWork, create_engine
+    from workpulse.db import UnitOfWork, create_engine
+    from workpulse.postgres import MAINTENANCE_ROLE
 
     url, schema, org, user = sys.argv[1:5]
 
