@@ -44,8 +44,13 @@ def peers(request: Request) -> Peers:
 
 def validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "body"
-    return f"{field}: {first['msg']}"
+    message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:
+        return message  # a rule over several fields names them itself
+    field = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{field}: unknown field"
+    return f"{field}: {message}"
 
 
 async def parse_body(request: Request, model: type[M]) -> M:
@@ -55,7 +60,11 @@ async def parse_body(request: Request, model: type[M]) -> M:
         raise HTTPError(415, "request body must be application/json")
     raw = await request.body()
     try:
+        # NaN and the infinities (which Python's json reads) become floats the models
+        # refuse by field name.
         data = json.loads(raw) if raw else {}
+    except RecursionError:
+        raise HTTPError(400, "malformed JSON body: nested too deeply") from None
     except ValueError:
         raise HTTPError(400, "malformed JSON body") from None
     if not isinstance(data, dict):

@@ -13,13 +13,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from workpulse import errors, log
+from workpulse import errors, log, text
 from workpulse.grpc_client import serving_within
 from workpulse.identity import Principal, TokenVerifier
 
@@ -138,6 +140,7 @@ class KernelInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             try:
                 self._enter(context, public)
+                _refuse_control_characters(request)
                 return await behavior(request, context)
             except Exception as exc:
                 code, message, trailers = _status_for(exc)
@@ -152,6 +155,7 @@ class KernelInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             try:
                 self._enter(context, public)
+                _refuse_control_characters(request)
                 async for item in behavior(request, context):
                     yield item
             except Exception as exc:
@@ -161,6 +165,41 @@ class KernelInterceptor(grpc.aio.ServerInterceptor):
                 _log_call(method, started, context)
 
         return wrapped
+
+
+def _refuse_control_characters(request: Any) -> None:
+    """After authentication (an unauthenticated caller learns nothing about its body): a
+    request message whose text the database would refuse is INVALID_ARGUMENT naming the
+    field. Streamed requests are checked by the service, message by message."""
+    if isinstance(request, Message) and (field := _field_with_control_character(request)):
+        raise errors.InvalidArgument(f"{field}: {text.CONTROL_MESSAGE}", field=field)
+
+
+def _field_with_control_character(message: Message, prefix: str = "") -> str | None:
+    """The path (``events.3.app_name``) of the first string field anywhere in ``message``
+    holding a control character, or None."""
+    for field, value in message.ListFields():
+        name = prefix + field.name
+        repeated = field.is_repeated
+        if field.type == FieldDescriptor.TYPE_STRING:
+            for index, written in enumerate(value if repeated else (value,)):
+                if text.has_control_character(written):
+                    return f"{name}.{index}" if repeated else name
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                for key, item in value.items():
+                    if isinstance(key, str) and text.has_control_character(key):
+                        return f"{name} (a key)"
+                    if isinstance(item, str) and text.has_control_character(item):
+                        return f"{name}.{key}"
+                    if isinstance(item, Message) and (found := _field_with_control_character(item, f"{name}.{key}.")):
+                        return found
+                continue
+            for index, item in enumerate(value if repeated else (value,)):
+                found = _field_with_control_character(item, f"{name}.{index}." if repeated else f"{name}.")
+                if found:
+                    return found
+    return None
 
 
 # Calls slower than this are logged at INFO even when they succeed.

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.errors import HTTPError
 from gateway.openapi import documented
 from gateway.rpc import call, parse_body, peers
-from gateway.wire import Body, path_id
+from gateway.wire import Body, Instant, WholeNumber, path_id
 from workpulse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 MAX_BATCH_EVENTS = 1000
@@ -31,14 +31,14 @@ _REASONS = {value: name.removeprefix("REJECT_REASON_").lower() for name, value i
 
 class EventBody(Body):
     # Lax, unlike other bodies: timestamps arrive as ISO 8601 strings.
-    model_config = ConfigDict(strict=False, extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(strict=False, extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
     activityType: Literal["active", "idle"] = Field(description="'active' or 'idle'")
-    durationSeconds: StrictInt = Field(ge=0, le=86_400, description="whole seconds, at most 24 h")
+    durationSeconds: WholeNumber = Field(ge=0, le=86_400, description="whole seconds, at most 24 h")
     appName: str | None = Field(None, max_length=255)
     url: str | None = Field(None, max_length=2048)
-    timestamp: datetime | None = Field(None, description="ISO 8601; the server's clock when omitted")
-    screenshot_timestamp: datetime | None = Field(None, alias="screenshot_timestamp")
+    timestamp: Instant | None = Field(None, description="ISO 8601; the server's clock when omitted")
+    screenshot_timestamp: Instant | None = Field(None, alias="screenshot_timestamp")
     clientEventId: str | None = Field(
         None, min_length=1, max_length=128, description="your id of the event; a resend with it counts once"
     )
@@ -58,8 +58,8 @@ class EventBody(Body):
         return event
 
 
-class BatchBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class BatchBody(Body):
+    model_config = ConfigDict(strict=False, extra="forbid")
 
     sessionId: str = Field(description="the session (yours) the events belong to")
     events: list[EventBody] | None = Field(None, description=f"1..{MAX_BATCH_EVENTS} events, each with a timestamp")
@@ -75,6 +75,8 @@ class BatchBody(BaseModel):
 
     @model_validator(mode="after")
     def _one_list(self) -> BatchBody:
+        if self.events is not None and self.activities is not None:
+            raise ValueError("events, activities: ambiguous; send one of them")
         found = self.events if self.events is not None else self.activities
         if not found:
             raise ValueError("events: at least one event is required")

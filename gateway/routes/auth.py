@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.errors import HTTPError
 from gateway.openapi import documented
 from gateway.rpc import call, parse_body, peers
-from gateway.wire import Body, iso
+from gateway.wire import Body, WholeNumber, iso
 from workpulse.auth.v1 import auth_pb2, auth_pb2_grpc
 
 RoleName = Literal["admin", "manager", "employee"]
@@ -52,7 +52,7 @@ class RefreshBody(Body):
 class InviteBody(Body):
     email: str
     role: RoleName
-    ttl_hours: int = Field(0, ge=0, le=2**31 - 1, description="lifetime in hours; service default (72) when 0")
+    ttl_hours: WholeNumber = Field(0, ge=0, le=2**31 - 1, description="lifetime in hours; service default (72) when 0")
 
 
 def _auth(request: Request) -> auth_pb2_grpc.AuthServiceAsyncStub:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.errors import HTTPError
 from gateway.openapi import documented
 from gateway.rpc import call, http_error_of, outgoing_metadata, parse_body, peers
-from gateway.wire import iso, query_id, uuid_field
+from gateway.wire import Body, WholeNumber, iso, query_id, uuid_field
 from workpulse.scheduler.v1 import scheduler_pb2 as pb
 from workpulse.scheduler.v1 import scheduler_pb2_grpc
 
@@ -40,11 +40,12 @@ CSV_COLUMNS = (
 )
 
 
-class SettingsBody(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
-
-    idle_minutes: int = Field(ge=1, le=1440, description="minutes without activity before an INACTIVE_ALERT")
-    overtime_hours: float = Field(gt=0, le=24, description="hours of work in a local day before an OVERTIME_ALERT")
+class SettingsBody(Body):
+    idle_minutes: WholeNumber = Field(ge=1, le=1440, description="minutes without activity before an INACTIVE_ALERT")
+    # Stored to the hundredth (numeric(4, 2)): anything below 0.01 would be stored as 0.
+    overtime_hours: float = Field(
+        ge=0.01, le=24, description="hours of work in a local day before an OVERTIME_ALERT, to the hundredth"
+    )
 
 
 def _stub(request: Request) -> scheduler_pb2_grpc.SchedulerServiceAsyncStub:

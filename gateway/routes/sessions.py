@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.errors import HTTPError
 from gateway.openapi import documented
 from gateway.rpc import call, parse_body, peers
-from gateway.wire import Body, iso, path_id, query_id
+from gateway.wire import Body, WholeNumber, iso, path_id, query_id
 from workpulse.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 
@@ -28,7 +28,7 @@ class StartBody(Body):
 
 
 class StopBody(Body):
-    version: int | None = Field(None, ge=0, le=2**63 - 1, description="the version you saw; 409 if it changed")
+    version: WholeNumber | None = Field(None, ge=0, le=2**63 - 1, description="the version you saw; 409 if it changed")
 
 
 def sessions_stub(request: Request) -> sessions_pb2_grpc.SessionsServiceAsyncStub:

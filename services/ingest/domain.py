@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from workpulse.errors import InvalidArgument
+from workpulse.text import CONTROL_MESSAGE, has_control_character
 
 MAX_BATCH_EVENTS = 1000
 MAX_DURATION_SECONDS = 86_400
@@ -41,6 +42,7 @@ class RejectReason(Enum):
     BEFORE_SESSION_START = "before_session_start"
     AFTER_SESSION_END = "after_session_end"
     FIELD_TOO_LONG = "field_too_long"
+    INVALID_TEXT = "invalid_text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +208,9 @@ def _check(
         return RejectReason.FIELD_TOO_LONG, f"url: at most {MAX_URL} characters"
     if len(event.client_event_id) > MAX_CLIENT_EVENT_ID:
         return RejectReason.FIELD_TOO_LONG, f"client_event_id: at most {MAX_CLIENT_EVENT_ID} characters"
+    for name in ("app_name", "url", "client_event_id"):
+        if has_control_character(getattr(event, name)):
+            return RejectReason.INVALID_TEXT, f"{name}: {CONTROL_MESSAGE}"
     if event.timestamp is None and window.end_time is not None:
         # Stamped by the server's clock, which needs no skew allowance: the session is over.
         return RejectReason.AFTER_SESSION_END, "session: stopped"

@@ -171,8 +171,9 @@ async def update_alert_settings(reports: Reports, caller: Principal, idle_minute
     caller.require_role("admin")
     if not 1 <= idle_minutes <= 1440:
         raise InvalidArgument("idle_minutes must be between 1 and 1440", field="idle_minutes")
-    if not 0 < hours <= 24:
-        raise InvalidArgument("overtime_hours must be above 0 and at most 24", field="overtime_hours")
+    # Stored to the hundredth: below 0.01 it would be stored as 0 (a check violation). NaN fails too.
+    if not 0.01 <= hours <= 24:
+        raise InvalidArgument("overtime_hours must be at least 0.01 and at most 24", field="overtime_hours")
     wanted = Thresholds(idle_minutes, round(hours, 2))
     async with reports.uow.tenant(caller.tenant()) as conn:
         await repository.save_thresholds(conn, caller.tenant(), wanted)

@@ -76,6 +76,10 @@ class _RejectReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RejectRe
     """Later than the session's end plus the clock-skew allowance."""
     REJECT_REASON_FIELD_TOO_LONG: _RejectReason.ValueType  # 7
     """app_name over 255, url over 2048 or client_event_id over 128 characters."""
+    REJECT_REASON_INVALID_TEXT: _RejectReason.ValueType  # 8
+    """app_name, url or client_event_id holds a control character (NUL, ESC, DEL, C1, ...;
+    tab, line feed and carriage return are allowed).
+    """
 
 class RejectReason(_RejectReason, metaclass=_RejectReasonEnumTypeWrapper): ...
 
@@ -91,6 +95,10 @@ REJECT_REASON_AFTER_SESSION_END: RejectReason.ValueType  # 6
 """Later than the session's end plus the clock-skew allowance."""
 REJECT_REASON_FIELD_TOO_LONG: RejectReason.ValueType  # 7
 """app_name over 255, url over 2048 or client_event_id over 128 characters."""
+REJECT_REASON_INVALID_TEXT: RejectReason.ValueType  # 8
+"""app_name, url or client_event_id holds a control character (NUL, ESC, DEL, C1, ...;
+tab, line feed and carriage return are allowed).
+"""
 Global___RejectReason: _TypeAlias = RejectReason  # noqa: Y015
 
 @_typing.final
