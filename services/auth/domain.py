@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from workpulse.errors import InvalidArgument, PermissionDenied
 
 PASSWORD_MIN_LENGTH = 8
-# bcrypt reads at most 72 bytes; a longer password would be silently truncated.
+# bcrypt reads at most 72 bytes of a password, and a NUL ends it (see check_bcrypt_can_hold).
 PASSWORD_MAX_BYTES = 72
 NAME_MAX_LENGTH = 100
 ORGANIZATION_NAME_MAX_LENGTH = 200
@@ -136,6 +136,7 @@ def role_of(value: str, *, field: str = "role") -> Role:
 
 
 def _has_control_characters(value: str) -> bool:
+    """Any character of Unicode category Cc: the C0 controls (NUL included), DEL and the C1 controls."""
     return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value)
 
 
@@ -147,16 +148,28 @@ def normalize_email(value: str, *, field: str = "email") -> str:
 
 
 def check_new_password(password: str) -> None:
+    """The rule wherever a password is set (sign-up, accepting an invite): long enough, and
+    something bcrypt holds whole."""
     if len(password) < PASSWORD_MIN_LENGTH:
         raise InvalidArgument(f"password: must be at least {PASSWORD_MIN_LENGTH} characters long", field="password")
-    check_password_size(password)
+    check_bcrypt_can_hold(password)
 
 
-def check_password_size(password: str) -> None:
-    if not password:
-        raise InvalidArgument("password: must not be empty", field="password")
+def check_bcrypt_can_hold(password: str) -> None:
+    """Refuses a password bcrypt would not read whole.
+
+    bcrypt reads a password as a NUL-terminated key, repeated to fill 72 bytes, and reads no
+    further: ``ab\\0ab\\0ab`` hashes as ``ab`` does (so ``ab`` logs in), ``P\\0P`` as ``P``,
+    and a password longer than 72 bytes is cut there (bcrypt 5 raises instead). Every control
+    character is refused, not only NUL: none is typed on purpose, and a clear refusal beats a
+    password that works on one keyboard only. The hasher applies this same rule before
+    bcrypt at log-in, where a refused password is answered as a wrong one (no hash made
+    under this rule can match it).
+    """
+    if _has_control_characters(password):
+        raise InvalidArgument("password: must not contain control characters", field="password")
     if len(password.encode()) > PASSWORD_MAX_BYTES:
-        raise InvalidArgument(f"password: must be at most {PASSWORD_MAX_BYTES} bytes long", field="password")
+        raise InvalidArgument(f"password: at most {PASSWORD_MAX_BYTES} bytes (UTF-8)", field="password")
 
 
 def clean_name(value: str, *, field: str = "name", max_length: int = NAME_MAX_LENGTH) -> str:

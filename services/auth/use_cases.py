@@ -28,7 +28,6 @@ from services.auth.domain import (
     UserPage,
     UserStatus,
     check_new_password,
-    check_password_size,
     check_timezone,
     clean_name,
     client_host,
@@ -147,7 +146,11 @@ async def register_with_invite(a: Adapters, cmd: commands.RegisterWithInvite) ->
 async def log_in(a: Adapters, cmd: commands.LogIn) -> Session:
     org_id = parse_uuid(cmd.organization_id, field="organization_id")
     email = normalize_email(cmd.email)
-    check_password_size(cmd.password)
+    if not cmd.password:
+        raise InvalidArgument("password: must not be empty", field="password")
+    # Any other password goes through the same limits and bcrypt work as a wrong one: one
+    # bcrypt cannot hold whole (over 72 bytes, control characters) is refused by the hasher
+    # before bcrypt, and answered as a wrong password, never by a distinct error.
     account_key = a.keys.tenant(org_id, "login", digest(email)[:32])
     window = a.policy.login_window_seconds
     await a.limiter.hit(
