@@ -3,23 +3,23 @@
 Both hold one realtime ``Subscribe`` stream per connection, made with the user's own
 token (realtime scopes it and counts it for presence), and survive the loss of a realtime
 replica by re-subscribing after the last event id with the same connection id, so the
-user neither misses events nor flaps offline.
+user neither misses events nor flaps offline. The client contract is docs/API.md.
 
 Plain WebSocket, ``GET /ws``:
   - token: ``Authorization: Bearer <token>`` (native clients), or the subprotocols
     ``["workpulse.v1", "bearer.<token>"]`` (browsers; the server answers ``workpulse.v1``),
     or ``?token=<token>`` (simplest, but query strings may end up in proxy logs);
   - ``?after=<event id>`` resumes after that event (missed events first, in order, once);
-  - frames are JSON ``{"event", "data", "id"}``: first ``ready``, then events (``data``
-    is the payload plus ``id`` and ``timestamp``), ``ping`` keepalives when idle, and
-    ``resync`` when events were lost (reload state; the stream goes on);
+  - frames are JSON ``{"event", "data", "id"}``: ``ready``, the on-connect snapshot
+    (gateway/realtime_snapshot.py), then events (``data`` is the payload plus ``id`` and
+    ``timestamp``), ``ping`` keepalives when idle, ``resync`` when events were lost;
   - a refused or ended connection is closed with 4401 (missing, invalid or expired
     token), 4400 (bad ``after``) or 4503 (realtime unavailable), the reason in the close
     frame.
 
-Socket.IO, path ``/socket.io``: ``io(url, {auth: {token, lastEventId?}})`` receives each
-event under its name (``SESSION_UPDATE`` ...) with the same ``data``; a refused connection
-gets ``connect_error`` with the reason; token expiry emits ``error`` then disconnects.
+Socket.IO, path ``/socket.io``: ``io(url, {auth: {token, lastEventId?}})`` receives the
+snapshot, then each event under its name with the same ``data``; a refused connection gets
+``connect_error`` with the reason; token expiry emits ``error`` then disconnects.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.errors import HTTPError
 from gateway.peers import Peers
+from gateway.realtime_snapshot import SESSION_UPDATE, active_session_update, user_metadata
 from gateway.settings import GatewaySettings
 from workpulse.realtime.v1 import realtime_pb2 as pb
 from workpulse.realtime.v1 import realtime_pb2_grpc as pb_grpc
@@ -135,9 +136,7 @@ class Feed:
             stub = self.peers.stub("realtime", pb_grpc.RealtimeServiceStub)
         except HTTPError as exc:
             raise FeedClosed(CLOSE_UNAVAILABLE, exc.message) from None
-        metadata = [("authorization", f"Bearer {self.token}"), ("x-client-address", self.client_address)]
-        if self.peers.identity is not None:
-            metadata.append(("x-service-authorization", self.peers.identity.token()))
+        metadata = user_metadata(self.peers, self.token, self.client_address)
         # The stream lives until the token expires (realtime ends it then); a day at most.
         expires = self.ready.token_expires_at.seconds if self.ready is not None else time.time() + 86400
         request = pb.SubscribeRequest(after_id=self.after_id, track_presence=True, connection_id=self.connection_id)
@@ -158,6 +157,12 @@ class Feed:
             raise FeedClosed(CLOSE_UNAVAILABLE, "realtime service unavailable")
         self.ready = first.ready
         return first.ready
+
+    async def snapshot(self) -> Frame | None:
+        """The user's active session, to send before any event; None when there is none."""
+        user = self.ready.user_id if self.ready is not None else ""
+        data = await active_session_update(self.peers, self.token, self.client_address, user)
+        return Frame(SESSION_UPDATE, data) if data is not None else None
 
     async def frames(self) -> AsyncIterator[Frame]:
         """Events, keepalives and resyncs until the token expires or realtime stays down."""
@@ -261,6 +266,8 @@ async def websocket_endpoint(ws: WebSocket) -> None:
 
     async def pump() -> None:
         nonlocal reason
+        if (snapshot := await feed.snapshot()) is not None:
+            outbox.put(snapshot)  # after ready, before any event (replayed or live)
         try:
             async for frame in feed.frames():
                 outbox.put(frame)
@@ -330,6 +337,8 @@ class SocketIOEndpoint:
         behind = False
         last_sent: str | None = None
         try:
+            if (snapshot := await feed.snapshot()) is not None:
+                await self.sio.emit(snapshot.event, snapshot.data, to=sid)
             async for frame in feed.frames():
                 if frame.event == "ping":
                     continue

@@ -114,7 +114,10 @@ def next_activity(state: ActivityState, event: Event) -> ActivityState | None:
     """The user's activity after ``event``; None when the event says nothing about it.
 
     A SESSION_UPDATE of an active session whose active total grew means active; one whose
-    idle total grew alone means idle; a stopped session clears it. INACTIVE_ALERT means idle.
+    idle total grew alone means idle; a stopped session clears it (the stop itself is one:
+    sessions announces every stop as SESSION_UPDATE with status "stopped"). A stopped
+    update of another session says nothing: activity stamped before a stop still counts
+    after it, and may arrive once the user works in a newer session. INACTIVE_ALERT means idle.
     """
     if event.type == INACTIVE_ALERT:
         return ActivityState(
@@ -126,6 +129,8 @@ def next_activity(state: ActivityState, event: Event) -> ActivityState | None:
     session = data.get("sessionId")
     active_total, idle_total = _int(data.get("total_active_seconds")), _int(data.get("total_idle_seconds"))
     if data.get("status") != "active" or not isinstance(session, str):
+        if isinstance(session, str) and state.session_id not in (None, session):
+            return None  # an older session's late totals: the current one is unaffected
         return ActivityState()
     if session != state.session_id:
         # A session just started counts as active until its activity says otherwise.

@@ -1,8 +1,11 @@
 """Presence in Redis: per-connection leases, a reconnect grace, exactly-once transitions.
 
 A user is online while at least one of their connections holds a lease. Each lease is a
-member ``<user>|<connection>`` of a sorted set scored by its expiry; its holder renews it
-(heartbeat) and releases it when the connection ends. A released user's last lease puts
+member ``<user>|<connection>`` of its organization's sorted set scored by its expiry; its
+holder renews it (heartbeat) and releases it when the connection ends. A lease is thus
+named by (organization, user, connection id), here and in each replica's memory: clients
+choose connection ids, so another tenant or user presenting the same id holds a lease of
+its own and can neither renew nor end this one. A released user's last lease puts
 them in a pending set for the grace period; a reconnect within it cancels the pending
 offline, so there is no flap. Leases of a crashed replica are never renewed and the sweep
 expires them. Every transition runs in one Lua script that also appends USER_ONLINE or
@@ -249,16 +252,25 @@ class PresenceTracker:
         self.grace_ms = int(grace_seconds * 1000)
         self.heartbeat_seconds = heartbeat_seconds
         self._sweep_seconds = sweep_seconds
-        self._local: dict[str, tuple[str, str]] = {}
+        # (organization, user, connection id) -> streams of this replica holding that lease.
+        # Counted, because one lease may have two streams here for a moment: a gateway
+        # re-subscribing with the same id before the old stream's end has been processed.
+        self._local: dict[tuple[str, str, str], int] = {}
 
     async def join(self, org: str, user: str, connection: str) -> None:
-        self._local[connection] = (org, user)
+        lease = (org, user, connection)
+        self._local[lease] = self._local.get(lease, 0) + 1
         await self.store.touch(org, user, connection, self.lease_ms)
 
-    async def leave(self, connection: str) -> None:
-        found = self._local.pop(connection, None)
-        if found is not None:
-            await self.store.release(found[0], found[1], connection, self.grace_ms)
+    async def leave(self, org: str, user: str, connection: str) -> None:
+        """Ends one stream's hold; the lease is released when no stream here holds it."""
+        lease = (org, user, connection)
+        held = self._local.get(lease, 0)
+        if held > 1:
+            self._local[lease] = held - 1
+        elif held == 1:
+            del self._local[lease]
+            await self.store.release(org, user, connection, self.grace_ms)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -266,9 +278,7 @@ class PresenceTracker:
             group.create_task(self._every(self._sweep_seconds, self.store.sweep, "sweeping presence"))
 
     async def _renew(self) -> None:
-        await self.store.touch_many(
-            [(org, user, connection) for connection, (org, user) in list(self._local.items())], self.lease_ms
-        )
+        await self.store.touch_many(list(self._local), self.lease_ms)
 
     @staticmethod
     async def _every(seconds: float, work: Callable[[], Awaitable[object]], what: str) -> None:

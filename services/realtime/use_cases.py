@@ -100,7 +100,7 @@ async def subscribe(
         rt.hub.unsubscribe(sub)
         if joined:
             # The stream may be ending by cancellation: finish the release regardless.
-            await asyncio.shield(rt.presence.leave(connection))
+            await asyncio.shield(rt.presence.leave(viewer.organization_id, viewer.user_id, connection))
 
 
 def _after(events: list[Event], boundary: tuple[int, int]) -> list[Event]:

@@ -50,7 +50,9 @@ class WorkSession:
         return self.status == ACTIVE
 
     def event_payload(self) -> dict[str, Any]:
-        """The body of SESSION_STARTED, SESSION_STOPPED and SESSION_UPDATE (API.md)."""
+        """The body of SESSION_STARTED, SESSION_STOPPED and SESSION_UPDATE (API.md): flat
+        fields, and the session object under ``session``, which the original's clients read
+        (``data.session``). The gateway's on-connect snapshot builds the same keys."""
         return {
             "sessionId": self.id,
             "userId": self.user_id,
@@ -62,6 +64,23 @@ class WorkSession:
             "version": self.version,
             "startTime": _iso(self.start_time),
             "endTime": _iso(self.end_time),
+            "session": self.session_object(),
+        }
+
+    def session_object(self) -> dict[str, Any]:
+        """The session object of the REST API (same keys as the gateway's session JSON)."""
+        return {
+            "id": self.id,
+            "user_id": self.user_id,
+            "organization_id": self.organization_id,
+            "project_id": self.project_id,
+            "start_time": _iso(self.start_time),
+            "end_time": _iso(self.end_time),
+            "status": self.status,
+            "total_active_seconds": self.total_active_seconds,
+            "total_idle_seconds": self.total_idle_seconds,
+            "last_activity_at": _iso(self.last_activity_at),
+            "version": self.version,
         }
 
 

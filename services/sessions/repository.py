@@ -32,14 +32,25 @@ _PROJECT_COLUMNS = "id::text, organization_id::text, name, description, created_
 
 
 # The SESSION_UPDATE payload built in SQL from the updated row: the same keys and formats
-# as WorkSession.event_payload() (a test holds the two equal).
+# as WorkSession.event_payload(), the session object included (a test holds the two equal).
 _UTC_ISO = """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"""
+
+
+def _utc(column: str) -> str:
+    return f"to_char({column} at time zone 'UTC', {_UTC_ISO})"
+
+
+_SESSION_OBJECT = (
+    "jsonb_build_object('id', id::text, 'user_id', user_id::text, 'organization_id', organization_id::text, "
+    f"'project_id', project_id::text, 'start_time', {_utc('start_time')}, 'end_time', {_utc('end_time')}, "
+    "'status', status, 'total_active_seconds', total_active_seconds, 'total_idle_seconds', total_idle_seconds, "
+    f"'last_activity_at', {_utc('last_activity_at')}, 'version', version)"
+)
 _SESSION_EVENT = (
     "jsonb_build_object('sessionId', id::text, 'userId', user_id::text, 'organizationId', organization_id::text, "
     "'projectId', project_id::text, 'total_active_seconds', total_active_seconds, "
     "'total_idle_seconds', total_idle_seconds, 'status', status, 'version', version, "
-    f"'startTime', to_char(start_time at time zone 'UTC', {_UTC_ISO}), "
-    f"'endTime', to_char(end_time at time zone 'UTC', {_UTC_ISO}))"
+    f"'startTime', {_utc('start_time')}, 'endTime', {_utc('end_time')}, 'session', {_SESSION_OBJECT})"
 )
 # psycopg placeholders: it runs on a direct transaction (ActivityApplications).
 _APPLY_ONCE = (

@@ -13,6 +13,7 @@ from services.sessions.domain import (
     MAX_APPLY_BATCH,
     SESSION_STARTED,
     SESSION_STOPPED,
+    SESSION_UPDATE,
     ActivityDelta,
     HistoryQuery,
     PageCursor,
@@ -96,7 +97,11 @@ async def stop_session(
                 if not latest.is_active:
                     raise FailedPrecondition("session is already stopped")
                 raise Conflict(f"version mismatch: expected {expected_version}, current {latest.version}")
-            await outbox.add(conn, SCHEMA, org, SESSION_STOPPED, stopped.event_payload())
+            payload = stopped.event_payload()
+            # The original's clients learn of a stop only from SESSION_UPDATE (status
+            # "stopped"); SESSION_STOPPED is this product's addition. Both commit with the stop.
+            await outbox.add(conn, SCHEMA, org, SESSION_UPDATE, payload)
+            await outbox.add(conn, SCHEMA, org, SESSION_STOPPED, payload)
             return stopped
 
     return await uow.retrying(work)

@@ -150,7 +150,8 @@ class WsListener:
                     self.recorder.changed.set()
                 else:
                     assert frame["id"] == frame["data"]["id"]
-                    self.recorder.add(Received(frame["id"], frame["event"], frame["data"]))
+                    # The on-connect snapshot is no stream entry: its id is null (recorded as "").
+                    self.recorder.add(Received(frame["id"] or "", frame["event"], frame["data"]))
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -186,7 +187,7 @@ class SioListener:
         self.errors: list[dict[str, Any]] = []
         self.client = socketio.AsyncClient(reconnection=False)
         for t in types:
-            self.client.on(t, lambda data, t=t: self.recorder.add(Received(data.get("id", ""), t, data)))
+            self.client.on(t, lambda data, t=t: self.recorder.add(Received(data.get("id") or "", t, data)))
         self.client.on("error", self._error)
         self.client.on("connect_error", self._error)
         self.client.on("disconnect", lambda *_: self.recorder.end("disconnected"))

@@ -80,3 +80,22 @@ def test_activity_follows_session_updates_and_alerts() -> None:
     assert next_activity(alerted, update(6, 90, 30, status="stopped")) == ActivityState()
     assert next_activity(alerted, _event(org, user, "OVERTIME_ALERT", 7)) is None
     assert ActivityState.from_json(back.to_json()) == back
+
+
+def test_a_stop_clears_its_own_session_only() -> None:
+    """Sessions announces a stop as SESSION_UPDATE "stopped": the user is no longer active
+    in it. Late activity of an older, stopped session (an agent syncing after the stop)
+    says nothing about the session the user works in now."""
+    org, user = str(uuid.uuid4()), str(uuid.uuid4())
+    old, current = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def update(n: int, session: str, status: str, active: int) -> Event:
+        return _event(
+            org, user, n=n, sessionId=session, status=status, total_active_seconds=active, total_idle_seconds=0
+        )
+
+    working = next_activity(ActivityState(), update(1, current, "active", 60))
+    assert working is not None and working.active and working.session_id == current
+    assert next_activity(working, update(2, old, "stopped", 300)) is None
+    assert next_activity(working, update(3, current, "stopped", 60)) == ActivityState()
+    assert next_activity(ActivityState(), update(4, old, "stopped", 300)) == ActivityState()

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
 
 from gateway.realtime import Frame, Outbox, event_frame
+from gateway.realtime_snapshot import session_update_payload
+from services.sessions.domain import WorkSession
+from services.sessions.messages import session_message
 from workpulse.realtime.v1 import realtime_pb2 as pb
 
 
@@ -35,3 +42,28 @@ async def test_outbox_overflow_drops_the_backlog_for_one_resync() -> None:
     assert not waiting.done()
     box.put(Frame("ping", {}))
     assert (await asyncio.wait_for(waiting, 1)).event == "ping"
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_the_snapshot_payload_is_the_one_sessions_publishes(stopped: bool) -> None:
+    """The gateway builds the on-connect SESSION_UPDATE from the RPC's session; sessions
+    builds relayed ones from its row: the same keys, values and formats."""
+    start = datetime(2026, 3, 1, 9, 0, 0, 250_000, tzinfo=UTC)
+    last = datetime(2026, 3, 1, 9, 59, 59, tzinfo=UTC)  # whole seconds: microseconds still written
+    end = datetime(2026, 3, 1, 10, 0, 1, 5, tzinfo=UTC) if stopped else None
+    session = WorkSession(
+        str(uuid.uuid4()),
+        str(uuid.uuid4()),
+        str(uuid.uuid4()),
+        None if stopped else str(uuid.uuid4()),
+        start,
+        end,
+        "stopped" if stopped else "active",
+        3540,
+        60,
+        last,
+        7,
+    )
+    payload = session_update_payload(session_message(session))
+    assert payload == session.event_payload()
+    assert payload["session"]["last_activity_at"] == "2026-03-01T09:59:59.000000Z"

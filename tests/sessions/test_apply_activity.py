@@ -20,6 +20,20 @@ from workpulse.redisconn import Keys
 from workpulse.sessions.v1 import sessions_pb2 as pb
 
 Metadata = tuple[tuple[str, str], ...]
+# The session object of every session event: the REST API's session JSON (API.md).
+SESSION_OBJECT_KEYS = {
+    "id",
+    "user_id",
+    "organization_id",
+    "project_id",
+    "start_time",
+    "end_time",
+    "status",
+    "total_active_seconds",
+    "total_idle_seconds",
+    "last_activity_at",
+    "version",
+}
 
 
 def _stamp(value: datetime) -> Timestamp:
@@ -128,12 +142,12 @@ async def test_state_changes_publish_session_events(
 ) -> None:
     user = make_user()
     session = await start_session(sessions_server, user)
-    await sessions_server.stub.ApplyActivity(
-        apply_request(user, session.id, "e1", active=30, idle=10), metadata=service_md
-    )
-    await sessions_server.stub.ApplyActivity(
-        apply_request(user, session.id, "e1", active=30, idle=10), metadata=service_md
-    )
+    worked = datetime.now(UTC).replace(microsecond=123456)
+    for _ in range(2):  # the repeat counts (and publishes) nothing
+        await sessions_server.stub.ApplyActivity(
+            apply_request(user, session.id, "e1", active=30, idle=10, last_activity_at=_stamp(worked)),
+            metadata=service_md,
+        )
     await sessions_server.stub.StopSession(pb.StopSessionRequest(session_id=session.id), metadata=user.md)
     stream = events_stream(Keys(redis_prefix))
 
@@ -145,10 +159,12 @@ async def test_state_changes_publish_session_events(
             if data.get("sessionId") == session.id:
                 assert fields["org"] == user.org and fields["service"] == "sessions"
                 found.append((fields["type"], data))
-        return found if len(found) >= 3 else []
+        return found if len(found) >= 4 else []
 
-    events = await eventually(mine, what="three session events")
-    assert [t for t, _ in events] == ["SESSION_STARTED", "SESSION_UPDATE", "SESSION_STOPPED"]
+    events = await eventually(mine, what="four session events")
+    # The stop is announced twice, in one transaction: SESSION_UPDATE (the original's
+    # clients see stops only so) and SESSION_STOPPED.
+    assert [t for t, _ in events] == ["SESSION_STARTED", "SESSION_UPDATE", "SESSION_UPDATE", "SESSION_STOPPED"]
     update = events[1][1]
     assert {k: update[k] for k in ("userId", "total_active_seconds", "total_idle_seconds", "status", "version")} == {
         "userId": user.id,
@@ -157,10 +173,37 @@ async def test_state_changes_publish_session_events(
         "status": "active",
         "version": 2,
     }
+    assert events[2][1] == events[3][1]
     assert events[2][1]["status"] == "stopped" and events[2][1]["version"] == 3
-    # SESSION_UPDATE is built in SQL, the others in Python: same keys, same formats.
+    # The activity's SESSION_UPDATE is built in SQL, the others in Python: same keys, same
+    # formats, the session object included.
     started, stopped = events[0][1], events[2][1]
     assert set(update) == set(started) == set(stopped)
     assert update["startTime"] == started["startTime"] == stopped["startTime"]
     assert update["organizationId"] == user.org and update["projectId"] is None and update["endTime"] is None
     assert isinstance(stopped["endTime"], str) and stopped["endTime"].endswith("Z")
+    objects = [data["session"] for _, data in events]
+    assert all(isinstance(o, dict) and set(o) == SESSION_OBJECT_KEYS for o in objects), objects
+    sql, python = objects[1], objects[2]
+    assert isinstance(sql, dict) and isinstance(python, dict)
+    assert sql == {
+        "id": session.id,
+        "user_id": user.id,
+        "organization_id": user.org,
+        "project_id": None,
+        "start_time": started["startTime"],
+        "end_time": None,
+        "status": "active",
+        "total_active_seconds": 30,
+        "total_idle_seconds": 10,
+        "last_activity_at": worked.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "version": 2,
+    }
+    assert python["start_time"] == sql["start_time"] and python["end_time"] == stopped["endTime"]
+    assert sql["last_activity_at"] == worked.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert python["last_activity_at"] == sql["last_activity_at"]  # a stop leaves it as it was
+    assert {k: python[k] for k in ("status", "version", "total_active_seconds")} == {
+        "status": "stopped",
+        "version": 3,
+        "total_active_seconds": 30,
+    }

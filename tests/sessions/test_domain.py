@@ -45,6 +45,20 @@ def test_event_payload_carries_the_api_fields() -> None:
     assert payload["userId"] == "u1" and payload["status"] == "active" and payload["version"] == 3
     assert payload["total_active_seconds"] == 60 and payload["total_idle_seconds"] == 5
     assert payload["startTime"] == "2026-03-01T09:00:00.000000Z" and payload["endTime"] is None
+    # The session object the original's clients read as data.session: the REST session's keys.
+    assert payload["session"] == {
+        "id": payload["sessionId"],
+        "user_id": "u1",
+        "organization_id": payload["organizationId"],
+        "project_id": None,
+        "start_time": "2026-03-01T09:00:00.000000Z",
+        "end_time": None,
+        "status": "active",
+        "total_active_seconds": 60,
+        "total_idle_seconds": 5,
+        "last_activity_at": "2026-03-01T09:00:00.000000Z",
+        "version": 3,
+    }
 
 
 @pytest.mark.parametrize(
