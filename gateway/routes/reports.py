@@ -183,14 +183,25 @@ async def put_settings(request: Request) -> JSONResponse:
     return JSONResponse(_settings_json(reply.settings))
 
 
+# A cell starting with one of these is a formula in Excel, LibreOffice and Sheets
+# (OWASP "CSV Injection"); app names come from employees' machines.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(text: str) -> str:
+    """``text`` as a spreadsheet shows it and never evaluates: a leading apostrophe."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
 def _csv_rows(summaries: Any) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     for s in summaries:
         apps = ";".join(f"{a.app_name}={a.active_seconds}" for a in s.top_apps)
         score = f"{s.productivity_score:.2f}"
-        row = [s.date, s.user_id, s.timezone, s.total_work_seconds, s.active_seconds, s.idle_seconds]
-        writer.writerow([*row, score, s.sessions_count, apps])
+        # Every text cell; the numbers are the server's own.
+        row = [inert(s.date), inert(s.user_id), inert(s.timezone), s.total_work_seconds, s.active_seconds]
+        writer.writerow([*row, s.idle_seconds, score, s.sessions_count, inert(apps)])
     return out.getvalue()
 
 

