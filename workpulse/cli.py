@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from workpulse.settings import load
@@ -35,6 +36,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"migrated {service}")
         return 0
     if args.command == "jobs":
+        if "DATABASE_URL" not in os.environ:
+            from workpulse.supervisor import SupervisorSettings, running_mesh_environment
+
+            found = running_mesh_environment(load(SupervisorSettings).data_dir)
+            if found is None:
+                print(
+                    "workpulse jobs run: no mesh is running from this data folder; start it with "
+                    "`make run`, or set DATABASE_URL, REDIS_URL and the services' addresses",
+                    file=sys.stderr,
+                )
+                return 2
+            os.environ.update(found)
         from services.scheduler.cli import run_job_command
 
         return run_job_command(args.name, args.as_of)

@@ -7,6 +7,7 @@ a process that dies, and on SIGINT/SIGTERM stops them all gracefully.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -145,6 +146,19 @@ def _healthy(spec: ProcessSpec, host: str, port: int) -> bool:
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+MESH_FILE = "mesh.json"
+
+
+def running_mesh_environment(data_dir: Path) -> dict[str, str] | None:
+    """The environment of the mesh ``workpulse up`` runs from ``data_dir`` (its embedded
+    databases, keys and peer addresses), for commands run beside it; None when none runs."""
+    try:
+        found: dict[str, str] = json.loads((data_dir / MESH_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    return found
+
+
 def up() -> int:
     settings = load(SupervisorSettings)
     started = time.monotonic()
@@ -168,6 +182,10 @@ def up() -> int:
             supervisor.spawn(spec, env)
         for spec in PROCESSES:
             supervisor.wait_healthy(spec, settings.bind_host, deadline)
+        # For `workpulse jobs run` beside the mesh: it finds the embedded databases here.
+        mesh_file = settings.data_dir / MESH_FILE
+        mesh_file.touch(mode=0o600)
+        mesh_file.write_text(json.dumps(env))
         _print_urls(settings.bind_host, time.monotonic() - started)
         restarts: dict[str, float] = {}
         while not stop_requested:
@@ -185,6 +203,7 @@ def up() -> int:
         print(f"workpulse: {exc}", file=sys.stderr)
         return 1
     finally:
+        (settings.data_dir / MESH_FILE).unlink(missing_ok=True)
         supervisor.stop_all()
         embedded.stop()
         print("workpulse: stopped", file=sys.stderr)

@@ -45,6 +45,13 @@ def _wait_up(proc: subprocess.Popen[bytes], log: Path, url: str, timeout: float 
     raise AssertionError(f"not healthy within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+def _jobs_run(data_dir: Path, name: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update({"DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING"})
+    command = [sys.executable, "-m", "workpulse.cli", "jobs", "run", name]
+    return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> int:
     proc.send_signal(signal.SIGINT)
     return proc.wait(60)
@@ -65,8 +72,14 @@ def test_up_from_empty_folder_then_clean_stop_and_warm_restart_keeps_data(tmp_pa
         )
         assert registered.status_code == 201, registered.text
         org = registered.json()["user"]["organization_id"]
+        # Issue 10: a job run by hand beside `make run` finds its embedded databases.
+        ran = _jobs_run(data_dir, "activity_partitions")
+        assert ran.returncode == 0, ran.stderr
+        assert "activity_partitions" in ran.stdout
     finally:
         assert _stop(cold) == 0
+    stopped = _jobs_run(data_dir, "activity_partitions")
+    assert stopped.returncode == 2 and "make run" in stopped.stderr, stopped.stderr
     assert (data_dir / "postgres").is_dir() and (data_dir / "keys").is_dir()
 
     warm = _start(data_dir, ports, tmp_path / "warm.log")
