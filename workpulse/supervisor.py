@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from workpulse.embedded import EmbeddedServers
 from workpulse.identity import ensure_keypair
 from workpulse.migrate import upgrade_all
+from workpulse.restarts import RestartSchedule
 from workpulse.settings import DATA_DIR_DEFAULT, load
 
 
@@ -106,6 +107,19 @@ class Supervisor:
         child_env = {**os.environ, **env, "GRPC_PORT": port, spec.port_variable: port}
         self.children[spec.name] = subprocess.Popen([sys.executable, "-m", spec.module], env=child_env)
 
+    def restart_exited(self, restarts: RestartSchedule, env: dict[str, str]) -> None:
+        """One look at every child: an exited one is scheduled, a due one started again;
+        nothing here waits, so every process keeps being watched."""
+        for spec in PROCESSES:
+            child = self.children[spec.name]
+            if child.poll() is None:
+                continue
+            restarts.exited(spec.name)
+            if restarts.due(spec.name):
+                print(f"workpulse: {spec.name} exited ({child.returncode}); restarting", file=sys.stderr)
+                self.spawn(spec, env)
+                restarts.started(spec.name)
+
     def wait_healthy(self, spec: ProcessSpec, host: str, deadline: float) -> None:
         port = port_of(spec)
         while time.monotonic() < deadline:
@@ -178,8 +192,10 @@ def up() -> int:
         upgrade_all(database_url)
         env = mesh_environment(database_url, redis_url, settings.data_dir, settings.bind_host)
         deadline = time.monotonic() + settings.startup_timeout_seconds
+        restarts = RestartSchedule()
         for spec in PROCESSES:
             supervisor.spawn(spec, env)
+            restarts.started(spec.name)
         for spec in PROCESSES:
             supervisor.wait_healthy(spec, settings.bind_host, deadline)
         # For `workpulse jobs run` beside the mesh: it finds the embedded databases here.
@@ -187,17 +203,9 @@ def up() -> int:
         mesh_file.touch(mode=0o600)
         mesh_file.write_text(json.dumps(env))
         _print_urls(settings.bind_host, time.monotonic() - started)
-        restarts: dict[str, float] = {}
         while not stop_requested:
-            time.sleep(0.5)
-            for spec in PROCESSES:
-                child = supervisor.children[spec.name]
-                if child.poll() is not None and not stop_requested:
-                    backoff = min(30.0, restarts.get(spec.name, 0.5) * 2)
-                    restarts[spec.name] = backoff
-                    print(f"workpulse: {spec.name} exited ({child.returncode}); restarting", file=sys.stderr)
-                    time.sleep(backoff)
-                    supervisor.spawn(spec, env)
+            time.sleep(0.2)
+            supervisor.restart_exited(restarts, env)
         return 0
     except RuntimeError as exc:
         print(f"workpulse: {exc}", file=sys.stderr)
