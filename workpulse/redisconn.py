@@ -9,10 +9,25 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 def create_client(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    """A client that survives a Redis restart: a pooled connection the server closed fails
+    its next command with "Connection closed by server", so a command is retried once on
+    a fresh connection after a connection or timeout error (from_url's default is no retry).
+    Retrying is safe for how this project uses Redis: reads, idempotent scripts and
+    stream appends de-duplicated by event id; a counter may count one extra request."""
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=1),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
 
 
 def raise_if_cancelled() -> None:
