@@ -40,6 +40,9 @@ class Servicer:
     name: str
     add: Callable[[grpc.aio.Server], None]
     public_methods: Sequence[str] = ()
+    # Methods only services may call: a user token is PERMISSION_DENIED before its request
+    # is looked at, so such a caller learns nothing about what a valid body would be.
+    service_methods: Sequence[str] = ()
 
 
 @dataclass
@@ -59,8 +62,9 @@ async def build_server(
 ) -> RunningServer:
     servicers = list(servicers)
     public = [m for s in servicers for m in s.public_methods]
+    service_only = [f"/{s.name}/{m}" for s in servicers for m in s.service_methods]
     server = grpc.aio.server(
-        interceptors=[*_tracing_server_interceptors(), KernelInterceptor(verifier, public)],
+        interceptors=[*_tracing_server_interceptors(), KernelInterceptor(verifier, public, service_only)],
         options=[
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
             # Clients re-resolve peers when a connection ages out, so new replicas get traffic.

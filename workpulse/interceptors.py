@@ -84,9 +84,12 @@ def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[tuple[st
 
 
 class KernelInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, verifier: TokenVerifier, public_methods: Iterable[str]) -> None:
+    def __init__(
+        self, verifier: TokenVerifier, public_methods: Iterable[str], service_methods: Iterable[str] = ()
+    ) -> None:
         self._verifier = verifier
         self._public = frozenset(public_methods)
+        self._service_only = frozenset(service_methods)
 
     async def intercept_service(
         self,
@@ -112,7 +115,7 @@ class KernelInterceptor(grpc.aio.ServerInterceptor):
             return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method, public), **kwargs)
         return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream, method, public), **kwargs)
 
-    def _enter(self, context: grpc.aio.ServicerContext[Any, Any], public: bool) -> None:
+    def _enter(self, context: grpc.aio.ServicerContext[Any, Any], method: str, public: bool) -> None:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         serving_within(context.time_remaining())
         caller: Principal | None = None
@@ -125,6 +128,8 @@ class KernelInterceptor(grpc.aio.ServerInterceptor):
         elif not public:
             raise errors.Unauthenticated("missing bearer token")
         _principal.set(caller)
+        if method in self._service_only and (caller is None or not caller.is_service):
+            raise errors.PermissionDenied("this call is for services only")
         address = context.peer()
         forwarded = metadata.get("x-client-address")
         gateway = metadata.get("x-service-authorization")
@@ -139,7 +144,7 @@ class KernelInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             try:
-                self._enter(context, public)
+                self._enter(context, method, public)
                 _refuse_control_characters(request)
                 return await behavior(request, context)
             except Exception as exc:
@@ -154,7 +159,7 @@ class KernelInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started = time.perf_counter()
             try:
-                self._enter(context, public)
+                self._enter(context, method, public)
                 _refuse_control_characters(request)
                 async for item in behavior(request, context):
                     yield item

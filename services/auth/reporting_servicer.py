@@ -53,4 +53,4 @@ def reporting_servicer(maintenance: AsyncEngine) -> Servicer:
     """The servicer to mount on the auth server."""
     servicer = AuthReportingServicer(maintenance)
     add = auth_reporting_pb2_grpc.add_AuthReportingServiceServicer_to_server
-    return Servicer(SERVICE_NAME, lambda server: add(servicer, server))
+    return Servicer(SERVICE_NAME, lambda server: add(servicer, server), service_methods=("StreamUserZones",))

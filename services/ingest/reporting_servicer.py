@@ -206,4 +206,8 @@ def reporting_servicer(maintenance: AsyncEngine) -> Servicer:
     """The servicer to mount on the ingest server."""
     servicer = IngestReportingServicer(maintenance)
     add = ingest_reporting_pb2_grpc.add_IngestReportingServiceServicer_to_server
-    return Servicer(SERVICE_NAME, lambda server: add(servicer, server))
+    return Servicer(
+        SERVICE_NAME,
+        lambda server: add(servicer, server),
+        service_methods=("StreamActivityTotals", "EnsurePartitions"),
+    )

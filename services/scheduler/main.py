@@ -148,7 +148,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     relay_task = asyncio.create_task(relay.run(), name="scheduler-outbox-relay")
     try:
         running = await build_server(
-            [Servicer(SERVICE_NAME, lambda server: add(servicer, server))],
+            [Servicer(SERVICE_NAME, lambda server: add(servicer, server), service_methods=("RunJob",))],
             runtime.token_verifier(settings),
             host=settings.grpc_host,
             port=settings.grpc_port,

@@ -55,7 +55,11 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     servicer = SessionsServicer(UnitOfWork(engine), budget)
     add = sessions_pb2_grpc.add_SessionsServiceServicer_to_server
     servicers = [
-        Servicer(SERVICE_NAME, lambda server: add(servicer, server)),
+        Servicer(
+            SERVICE_NAME,
+            lambda server: add(servicer, server),
+            service_methods=("ApplyActivity", "ApplyActivityBatch"),
+        ),
         *contributed_servicers(maintenance),
     ]
     relay = OutboxRelay(

@@ -130,4 +130,8 @@ def reporting_servicer(maintenance: AsyncEngine) -> Servicer:
     """The servicer to mount on the sessions server (see ``contributed_servicers``)."""
     servicer = SessionsReportingServicer(maintenance)
     add = sessions_reporting_pb2_grpc.add_SessionsReportingServiceServicer_to_server
-    return Servicer(SERVICE_NAME, lambda server: add(servicer, server))
+    return Servicer(
+        SERVICE_NAME,
+        lambda server: add(servicer, server),
+        service_methods=("StreamWorkTotals", "StreamIdleSessions"),
+    )

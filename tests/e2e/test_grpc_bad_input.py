@@ -4,6 +4,7 @@ only after it knows the caller; a streamed event with such text is rejected alon
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import grpc
@@ -94,3 +95,29 @@ async def test_overtime_hours_the_database_would_store_as_zero_are_invalid_argum
             )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert refused.value.details().startswith("overtime_hours")
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        sessions_pb2.ApplyActivityRequest(organization_id="not-a-uuid", session_id="x\x00", active_seconds=-5),
+        sessions_pb2.ApplyActivityRequest(organization_id=str(uuid.uuid4()), session_id=str(uuid.uuid4())),
+    ],
+    ids=["bad body", "good body"],
+)
+async def test_a_service_only_rpc_refuses_a_user_before_reading_the_body(
+    mesh: Mesh, tokens: TokenFactory, request_: sessions_pb2.ApplyActivityRequest
+) -> None:
+    """Issue 10: a user calling an internal RPC gets PERMISSION_DENIED whatever its body,
+    so it cannot probe what a valid one would be."""
+    admin = tokens.user(role="admin")
+    async with grpc.aio.insecure_channel(mesh.address("sessions")) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await sessions_pb2_grpc.SessionsServiceStub(ch).ApplyActivity(request_, metadata=_auth(admin))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    async with grpc.aio.insecure_channel(mesh.address("scheduler")) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await scheduler_pb2_grpc.SchedulerServiceStub(ch).RunJob(
+                scheduler_pb2.RunJobRequest(name="no such job\x00"), metadata=_auth(admin)
+            )
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
