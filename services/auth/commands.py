@@ -13,6 +13,8 @@ class SignUp:
     organization_name: str
     timezone: str = ""
     client_address: str = ""
+    # Empty: derived from organization_name.
+    workspace: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,8 @@ class LogIn:
     password: str
     organization_id: str
     client_address: str
+    # The workspace name, instead of organization_id.
+    organization: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import secrets
+import unicodedata
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +22,42 @@ ORGANIZATION_NAME_MAX_LENGTH = 200
 EMAIL_MAX_LENGTH = 254
 INVITE_MAX_TTL_HOURS = 30 * 24
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+WORKSPACE_MIN_LENGTH = 3
+WORKSPACE_MAX_LENGTH = 63
+# Lowercase ASCII letters and digits in runs joined by single hyphens, starting with a
+# letter (a DNS label's shape). The migration's CHECK constraint says the same.
+_WORKSPACE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+WORKSPACE_RULE = (
+    f"{WORKSPACE_MIN_LENGTH} to {WORKSPACE_MAX_LENGTH} lowercase letters (a-z), digits and single hyphens, "
+    "starting with a letter and ending with a letter or digit"
+)
+# Letters NFKD does not decompose into ASCII; everything else is NFKD with its marks dropped.
+_TRANSLITERATIONS = str.maketrans(
+    {
+        "ß": "ss",
+        "ẞ": "SS",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "ø": "o",
+        "Ø": "O",
+        "đ": "d",
+        "Đ": "D",
+        "ð": "d",
+        "Ð": "D",
+        "þ": "th",
+        "Þ": "TH",
+        "ł": "l",
+        "Ł": "L",
+        "\u0131": "i",  # dotless i (Turkish)
+        "&": " and ",
+    }
+)
+# Before the random suffixes, the readable ones: acme, acme-2 .. acme-9.
+_NUMBERED_SUFFIXES = range(2, 10)
+_RANDOM_SUFFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_RANDOM_SUFFIX_LENGTH = 4
 
 ORGANIZATION_CREATED = "ORGANIZATION_CREATED"
 USER_REGISTERED = "USER_REGISTERED"
@@ -42,6 +81,7 @@ class Organization:
     plan_type: str
     timezone: str
     created_at: datetime
+    workspace: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +95,8 @@ class User:
     timezone: str
     last_seen: datetime | None
     created_at: datetime
+    # The workspace name of the user's organization.
+    workspace: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +133,8 @@ class IssuedInvite:
 
     invite: Invite
     token: str
+    # The organization's workspace name, which the invitee logs in with.
+    workspace: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,3 +257,55 @@ def client_host(address: str) -> str:
     if sep and scheme in ("ipv4", "ipv6"):
         address = rest.rsplit(":", 1)[0].strip("[]")
     return address or "unknown"
+
+
+def check_workspace(value: str, *, field: str = "workspace") -> str:
+    """A workspace name as given (sign-up, rename, log-in): trimmed and lowercased, then
+    held to the rule; any letter case names the same workspace."""
+    name = value.strip().lower()
+    if not (WORKSPACE_MIN_LENGTH <= len(name) <= WORKSPACE_MAX_LENGTH and _WORKSPACE.fullmatch(name)):
+        raise InvalidArgument(f"{field}: must be {WORKSPACE_RULE}", field=field)
+    return name
+
+
+def derive_workspace(organization_name: str) -> str:
+    """The workspace name an organization called ``organization_name`` gets by default:
+    transliterated to ASCII (accents dropped, ß as ss, & as and), lowercased, every run of
+    other characters a hyphen. A name that would not start with a letter or is shorter
+    than 3 gets the prefix ``org-``; one with no letter or digit at all is ``org``."""
+    ascii_name = (
+        unicodedata.normalize("NFKD", organization_name.translate(_TRANSLITERATIONS))
+        .encode("ascii", "ignore")
+        .decode()
+        .lower()
+    )
+    slug = _trim(re.sub(r"[^a-z0-9]+", "-", ascii_name), WORKSPACE_MAX_LENGTH)
+    if not slug:
+        return "org"
+    if not slug[0].isalpha() or len(slug) < WORKSPACE_MIN_LENGTH:
+        slug = _trim(f"org-{slug}", WORKSPACE_MAX_LENGTH)
+    return slug
+
+
+def workspace_candidates(base: str, *, token: Callable[[int], str] | None = None) -> Iterator[str]:
+    """``base``, then ``base-2`` .. ``base-9``, then ``base-`` and 4 random letters or
+    digits, endlessly: the names to try, in order, until one is free. ``base`` is cut
+    so that every candidate stays within 63 characters."""
+    random_token = token or _random_token
+    yield base
+    for n in _NUMBERED_SUFFIXES:
+        yield _with_suffix(base, str(n))
+    while True:
+        yield _with_suffix(base, random_token(_RANDOM_SUFFIX_LENGTH))
+
+
+def _with_suffix(base: str, suffix: str) -> str:
+    return f"{_trim(base, WORKSPACE_MAX_LENGTH - len(suffix) - 1)}-{suffix}"
+
+
+def _trim(slug: str, length: int) -> str:
+    return slug[:length].strip("-")
+
+
+def _random_token(length: int) -> str:
+    return "".join(secrets.choice(_RANDOM_SUFFIX_ALPHABET) for _ in range(length))

@@ -90,6 +90,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Cleanup]:
             registrations_per_address=settings.registrations_per_address,
             registration_window_seconds=settings.registration_window_seconds,
         ),
+        directory=UnitOfWork(maintenance),
     )
     servicer = AuthServicer(adapters)
     mount = Servicer(

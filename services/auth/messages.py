@@ -41,12 +41,18 @@ def user(u: User) -> auth_pb2.User:
         timezone=u.timezone,
         last_seen=timestamp(u.last_seen),
         created_at=timestamp(u.created_at),
+        workspace=u.workspace,
     )
 
 
 def organization(o: Organization) -> auth_pb2.Organization:
     return auth_pb2.Organization(
-        id=o.id, name=o.name, plan_type=o.plan_type, timezone=o.timezone, created_at=timestamp(o.created_at)
+        id=o.id,
+        name=o.name,
+        plan_type=o.plan_type,
+        timezone=o.timezone,
+        created_at=timestamp(o.created_at),
+        workspace=o.workspace,
     )
 
 

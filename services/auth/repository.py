@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from psycopg.errors import UniqueViolation
 from sqlalchemy import Row, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.auth.domain import (
@@ -19,8 +21,14 @@ from services.auth.domain import (
     User,
     UserStatus,
 )
+from workpulse.errors import AlreadyExists
 
-_USER_COLUMNS = "id::text, organization_id::text, email, name, role, status, timezone, last_seen, created_at"
+# The last column is the user's organization's workspace name (the transaction's tenant row).
+_USER_COLUMNS = (
+    "id::text, organization_id::text, email, name, role, status, timezone, last_seen, created_at, "
+    "(select o.workspace from auth.organizations o where o.id = organization_id) as workspace"
+)
+_ORGANIZATION_COLUMNS = "id::text, name, plan_type, timezone, created_at, workspace"
 _INVITE_COLUMNS = "id::text, organization_id::text, email, role, created_by::text, expires_at, used_at"
 _TOKEN_COLUMNS = "id::text, organization_id::text, family_id::text, user_id::text, expires_at, rotated_at, revoked_at"
 
@@ -36,7 +44,12 @@ def _user(row: Row[Any]) -> User:
         timezone=row.timezone,
         last_seen=row.last_seen,
         created_at=row.created_at,
+        workspace=row.workspace,
     )
+
+
+def _organization(row: Row[Any]) -> Organization:
+    return Organization(row.id, row.name, row.plan_type, row.timezone, row.created_at, row.workspace)
 
 
 def _invite(row: Row[Any]) -> Invite:
@@ -55,17 +68,60 @@ class OrganizationRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def add(self, organization_id: str, name: str, timezone: str) -> Organization:
+    async def add(self, organization_id: str, name: str, timezone: str, workspace: str) -> Organization | None:
+        """The new organization, or None when another one has that workspace name (in any
+        letter case; the unique index decides, also between concurrent sign-ups, and
+        sees every tenant's rows where this role sees none)."""
         row = (
             await self._conn.execute(
                 text(
-                    "insert into auth.organizations (id, name, timezone) values (:id, :name, :tz) "
-                    "returning id::text, name, plan_type, timezone, created_at"
+                    "insert into auth.organizations (id, name, timezone, workspace) values (:id, :name, :tz, :ws) "
+                    f"on conflict ((lower(workspace))) do nothing returning {_ORGANIZATION_COLUMNS}"
                 ),
-                {"id": organization_id, "name": name, "tz": timezone},
+                {"id": organization_id, "name": name, "tz": timezone, "ws": workspace},
             )
-        ).one()
-        return Organization(row.id, row.name, row.plan_type, row.timezone, row.created_at)
+        ).one_or_none()
+        return _organization(row) if row is not None else None
+
+    async def get(self, organization_id: str) -> Organization | None:
+        row = (
+            await self._conn.execute(
+                text(f"select {_ORGANIZATION_COLUMNS} from auth.organizations where id = :id"),
+                {"id": organization_id},
+            )
+        ).one_or_none()
+        return _organization(row) if row is not None else None
+
+    async def rename_workspace(self, organization_id: str, workspace: str) -> Organization | None:
+        """The organization under its new workspace name (None: no such organization);
+        AlreadyExists when another organization has that name."""
+        try:
+            result = await self._conn.execute(
+                text(f"update auth.organizations set workspace = :ws where id = :id returning {_ORGANIZATION_COLUMNS}"),
+                {"id": organization_id, "ws": workspace},
+            )
+        except IntegrityError as exc:
+            if isinstance(exc.orig, UniqueViolation):
+                raise AlreadyExists("workspace: already taken", field="workspace") from None
+            raise
+        row = result.one_or_none()
+        return _organization(row) if row is not None else None
+
+
+class WorkspaceDirectory:
+    """Workspace name to organization id, before any tenant is known (log-in by name).
+
+    Works on a maintenance connection: the runtime role sees no organization until its
+    tenant is set. It answers this one question and returns nothing else of the row."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def organization_id(self, workspace: str) -> str | None:
+        found = await self._conn.execute(
+            text("select id::text from auth.organizations where lower(workspace) = lower(:ws)"), {"ws": workspace}
+        )
+        return found.scalar_one_or_none()
 
 
 class UserRepository:

@@ -23,7 +23,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def SignUp(self, request: auth_pb2.SignUpRequest, context: Context) -> auth_pb2.SignUpResponse:
         cmd = commands.SignUp(
-            request.email, request.password, request.name, request.organization_name, request.timezone, client_address()
+            request.email,
+            request.password,
+            request.name,
+            request.organization_name,
+            request.timezone,
+            client_address(),
+            workspace=request.workspace,
         )
         organization, session = await use_cases.sign_up(self._a, cmd)
         return auth_pb2.SignUpResponse(
@@ -47,7 +53,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.RegisterWithInviteResponse(user=messages.user(session.user), tokens=messages.tokens(session))
 
     async def LogIn(self, request: auth_pb2.LogInRequest, context: Context) -> auth_pb2.LogInResponse:
-        cmd = commands.LogIn(request.email, request.password, request.organization_id, client_address())
+        cmd = commands.LogIn(
+            request.email, request.password, request.organization_id, client_address(), request.organization
+        )
         session = await use_cases.log_in(self._a, cmd)
         return auth_pb2.LogInResponse(user=messages.user(session.user), tokens=messages.tokens(session))
 
@@ -83,7 +91,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             role=messages.ROLE_TO_WIRE[invite.role],
             token=issued.token,
             expires_at=messages.timestamp(invite.expires_at),
+            workspace=issued.workspace,
         )
+
+    async def RenameWorkspace(
+        self, request: auth_pb2.RenameWorkspaceRequest, context: Context
+    ) -> auth_pb2.RenameWorkspaceResponse:
+        renamed = await use_cases.rename_workspace(self._a, principal(), request.workspace)
+        return auth_pb2.RenameWorkspaceResponse(organization=messages.organization(renamed))
 
     async def GetPublicKeys(
         self, request: auth_pb2.GetPublicKeysRequest, context: Context

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,20 +30,29 @@ from services.auth.domain import (
     UserStatus,
     check_new_password,
     check_timezone,
+    check_workspace,
     clean_name,
     client_host,
+    derive_workspace,
     invite_ttl_hours,
     may_invite,
     normalize_email,
     parse_uuid,
     role_of,
+    workspace_candidates,
 )
 from services.auth.passwords import PasswordHasher
-from services.auth.repository import InviteRepository, OrganizationRepository, RefreshTokenRepository, UserRepository
+from services.auth.repository import (
+    InviteRepository,
+    OrganizationRepository,
+    RefreshTokenRepository,
+    UserRepository,
+    WorkspaceDirectory,
+)
 from services.auth.tokens import AccessTokenMinter, digest, new_refresh_token, new_secret, refresh_token_tenant
 from workpulse import outbox
 from workpulse.db import UnitOfWork
-from workpulse.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from workpulse.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated, Unavailable
 from workpulse.identity import Principal
 from workpulse.ratelimit import RateLimiter
 from workpulse.redisconn import Keys
@@ -52,6 +62,8 @@ BAD_CREDENTIALS = "invalid email, password or organization"
 BAD_REFRESH_TOKEN = "invalid refresh token"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+# Derived workspace names tried per sign-up: the name, 8 numbered ones, then random suffixes.
+WORKSPACE_ATTEMPTS = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +79,10 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class Adapters:
-    """What the use cases work with; the composition root wires the real ones."""
+    """What the use cases work with; the composition root wires the real ones.
+
+    ``directory`` is a unit of work on the maintenance engine, used for one thing only:
+    finding the organization a workspace name belongs to, before a tenant is known."""
 
     uow: UnitOfWork
     passwords: PasswordHasher
@@ -75,6 +90,7 @@ class Adapters:
     limiter: RateLimiter
     keys: Keys
     policy: Policy
+    directory: UnitOfWork
 
 
 async def _count_registration(a: Adapters, client_address: str) -> None:
@@ -93,11 +109,13 @@ async def sign_up(a: Adapters, cmd: commands.SignUp) -> tuple[Organization, Sess
     name = clean_name(cmd.name)
     org_name = clean_name(cmd.organization_name, field="organization_name", max_length=ORGANIZATION_NAME_MAX_LENGTH)
     timezone = check_timezone(cmd.timezone)
+    # Only an empty workspace means "derive one": "  " is an invalid name, not an absent one.
+    chosen = check_workspace(cmd.workspace) if cmd.workspace else None
     await _count_registration(a, cmd.client_address)
     password_hash = await a.passwords.hash(cmd.password)
     org_id = str(uuid.uuid4())
     async with a.uow.tenant(org_id) as conn:
-        organization = await OrganizationRepository(conn).add(org_id, org_name, timezone)
+        organization = await _add_organization(conn, org_id, org_name, timezone, chosen)
         user = await UserRepository(conn).add(
             user_id=str(uuid.uuid4()),
             organization_id=org_id,
@@ -111,6 +129,24 @@ async def sign_up(a: Adapters, cmd: commands.SignUp) -> tuple[Organization, Sess
         await outbox.add(conn, SCHEMA, org_id, USER_REGISTERED, _user_event(user))
         session = await _open_session(conn, a, user)
     return organization, session
+
+
+async def _add_organization(
+    conn: AsyncConnection, org_id: str, name: str, timezone: str, chosen: str | None
+) -> Organization:
+    """The new organization under the chosen workspace name (AlreadyExists when taken), or
+    under the first free one derived from its name."""
+    organizations = OrganizationRepository(conn)
+    if chosen is not None:
+        added = await organizations.add(org_id, name, timezone, chosen)
+        if added is None:
+            raise AlreadyExists("workspace: already taken", field="workspace")
+        return added
+    for candidate in itertools.islice(workspace_candidates(derive_workspace(name)), WORKSPACE_ATTEMPTS):
+        added = await organizations.add(org_id, name, timezone, candidate)
+        if added is not None:
+            return added
+    raise Unavailable("workspace: no free name derived from organization_name; choose one")
 
 
 async def register_with_invite(a: Adapters, cmd: commands.RegisterWithInvite) -> Session:
@@ -144,14 +180,25 @@ async def register_with_invite(a: Adapters, cmd: commands.RegisterWithInvite) ->
 
 
 async def log_in(a: Adapters, cmd: commands.LogIn) -> Session:
-    org_id = parse_uuid(cmd.organization_id, field="organization_id")
+    """By organization id or by workspace name (exactly one). An unknown workspace is
+    answered as a wrong password, after the same limits and bcrypt work."""
+    if cmd.organization_id and cmd.organization:
+        raise InvalidArgument(
+            "organization: give either organization (the workspace name) or organization_id, not both",
+            field="organization",
+        )
+    if not (cmd.organization_id or cmd.organization):
+        raise InvalidArgument(
+            "organization_id: required (or organization, the workspace name)", field="organization_id"
+        )
+    workspace = check_workspace(cmd.organization, field="organization") if cmd.organization else None
+    given_id = None if workspace else parse_uuid(cmd.organization_id, field="organization_id")
     email = normalize_email(cmd.email)
     if not cmd.password:
         raise InvalidArgument("password: must not be empty", field="password")
     # Any other password goes through the same limits and bcrypt work as a wrong one: one
     # bcrypt cannot hold whole (over 72 bytes, control characters) is refused by the hasher
     # before bcrypt, and answered as a wrong password, never by a distinct error.
-    account_key = a.keys.tenant(org_id, "login", digest(email)[:32])
     window = a.policy.login_window_seconds
     await a.limiter.hit(
         a.keys.key("login", "address", client_host(cmd.client_address)),
@@ -159,19 +206,47 @@ async def log_in(a: Adapters, cmd: commands.LogIn) -> Session:
         window_seconds=window,
         what="log-in attempts from this address",
     )
+    org_id = given_id or await _organization_of_workspace(a, workspace or "")
+    # One counter per account however its organization is named; an unknown workspace
+    # has counters of its own, so it runs into the same 429 as a real one.
+    account_key = (
+        a.keys.tenant(org_id, "login", digest(email)[:32])
+        if org_id is not None
+        else a.keys.key("login", "workspace", digest(f"{workspace}|{email}")[:32])
+    )
     await a.limiter.hit(
         account_key, limit=a.policy.login_attempts_per_account, window_seconds=window, what="log-in attempts"
     )
-    async with a.uow.tenant(org_id) as conn:
-        found = await UserRepository(conn).credentials(org_id, email)
+    found = None
+    if org_id is not None:
+        async with a.uow.tenant(org_id) as conn:
+            found = await UserRepository(conn).credentials(org_id, email)
     # The same bcrypt work whether or not the user exists: an unknown email takes as long.
     matches = await a.passwords.verify(cmd.password, found.password_hash if found else None)
     if found is None or not matches or found.user.status is not UserStatus.ACTIVE:
         raise Unauthenticated(BAD_CREDENTIALS)
     await a.limiter.reset(account_key)
-    async with a.uow.tenant(org_id) as conn:
-        user = await UserRepository(conn).touch_last_seen(org_id, found.user.id)
+    async with a.uow.tenant(found.user.organization_id) as conn:
+        user = await UserRepository(conn).touch_last_seen(found.user.organization_id, found.user.id)
         return await _open_session(conn, a, user)
+
+
+async def _organization_of_workspace(a: Adapters, workspace: str) -> str | None:
+    async with a.directory.unscoped() as conn:
+        return await WorkspaceDirectory(conn).organization_id(workspace)
+
+
+async def rename_workspace(a: Adapters, caller: Principal, workspace: str) -> Organization:
+    """Admins only. The old name stops working at once (log-ins by it are refused); the
+    organization id, tokens and invites are unaffected."""
+    org_id = caller.tenant()
+    caller.require_role(Role.ADMIN)
+    name = check_workspace(workspace)
+    async with a.uow.tenant(org_id) as conn:
+        renamed = await OrganizationRepository(conn).rename_workspace(org_id, name)
+    if renamed is None:
+        raise NotFound("organization not found")
+    return renamed
 
 
 async def refresh(a: Adapters, refresh_token: str) -> Session:
@@ -255,6 +330,9 @@ async def create_invite(a: Adapters, caller: Principal, cmd: commands.CreateInvi
     async with a.uow.tenant(org_id) as conn:
         if await UserRepository(conn).email_taken(org_id, email):
             raise AlreadyExists("email: already a member of this organization", field="email")
+        organization = await OrganizationRepository(conn).get(org_id)
+        if organization is None:
+            raise NotFound("organization not found")
         invite = await InviteRepository(conn).add(
             invite_id=str(uuid.uuid4()),
             organization_id=org_id,
@@ -264,7 +342,7 @@ async def create_invite(a: Adapters, caller: Principal, cmd: commands.CreateInvi
             created_by=caller.subject,
             ttl_hours=hours,
         )
-    return IssuedInvite(invite, token)
+    return IssuedInvite(invite, token, organization.workspace)
 
 
 def public_keys(a: Adapters) -> str:
@@ -299,7 +377,13 @@ def _decode_cursor(token: str) -> tuple[datetime, str]:
 
 
 def _organization_event(org: Organization) -> dict[str, str]:
-    return {"organizationId": org.id, "name": org.name, "planType": org.plan_type, "timezone": org.timezone}
+    return {
+        "organizationId": org.id,
+        "name": org.name,
+        "planType": org.plan_type,
+        "timezone": org.timezone,
+        "workspace": org.workspace,
+    }
 
 
 def _user_event(user: User) -> dict[str, str]:

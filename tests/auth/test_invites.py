@@ -144,7 +144,7 @@ async def test_invite_reply_and_stored_token_hash(
     reply = await gateway.post("/invites", json={"email": email, "role": "manager"}, headers=org.admin.headers)
     assert reply.status_code == 201
     body = reply.json()
-    assert set(body) == {"id", "organization_id", "email", "role", "token", "expires_at"}
+    assert set(body) == {"id", "organization_id", "email", "role", "token", "expires_at", "workspace"}
     assert (body["email"], body["role"], body["organization_id"]) == (email, "manager", org.admin.org)
     async with owner_engine.connect() as conn:
         stored = (

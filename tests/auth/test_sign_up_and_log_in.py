@@ -17,7 +17,18 @@ from workpulse.auth.v1 import auth_pb2, auth_pb2_grpc
 from workpulse.outbox import events_stream
 from workpulse.redisconn import Keys
 
-USER_FIELDS = {"id", "email", "name", "role", "organization_id", "status", "timezone", "created_at", "last_seen"}
+USER_FIELDS = {
+    "id",
+    "email",
+    "name",
+    "role",
+    "organization_id",
+    "status",
+    "timezone",
+    "created_at",
+    "last_seen",
+    "workspace",
+}
 
 
 async def test_sign_up_log_in_and_me_through_the_gateway(gateway: httpx.AsyncClient) -> None:

@@ -52,6 +52,7 @@ class User(_message.Message):
     TIMEZONE_FIELD_NUMBER: _builtins.int
     LAST_SEEN_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     organization_id: _builtins.str
     email: _builtins.str
@@ -59,6 +60,8 @@ class User(_message.Message):
     role: Global___Role.ValueType
     status: _builtins.str
     timezone: _builtins.str
+    workspace: _builtins.str
+    """The workspace name of the user's organization."""
     @_builtins.property
     def last_seen(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -75,10 +78,11 @@ class User(_message.Message):
         timezone: _builtins.str = ...,
         last_seen: _timestamp_pb2.Timestamp | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        workspace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_seen", b"last_seen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "email", b"email", "id", b"id", "last_seen", b"last_seen", "name", b"name", "organization_id", b"organization_id", "role", b"role", "status", b"status", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "email", b"email", "id", b"id", "last_seen", b"last_seen", "name", b"name", "organization_id", b"organization_id", "role", b"role", "status", b"status", "timezone", b"timezone", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -93,10 +97,16 @@ class Organization(_message.Message):
     PLAN_TYPE_FIELD_NUMBER: _builtins.int
     TIMEZONE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     plan_type: _builtins.str
     timezone: _builtins.str
+    workspace: _builtins.str
+    """Unique, human-readable name people log in with: 3 to 63 lowercase ASCII
+    letters, digits and single hyphens, starting with a letter, ending with a
+    letter or digit. Unique regardless of letter case.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -107,10 +117,11 @@ class Organization(_message.Message):
         plan_type: _builtins.str = ...,
         timezone: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        workspace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "name", b"name", "plan_type", b"plan_type", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "name", b"name", "plan_type", b"plan_type", "timezone", b"timezone", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -151,12 +162,18 @@ class SignUpRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ORGANIZATION_NAME_FIELD_NUMBER: _builtins.int
     TIMEZONE_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
     email: _builtins.str
     password: _builtins.str
     name: _builtins.str
     organization_name: _builtins.str
     timezone: _builtins.str
     """IANA time zone of the new organization; UTC when empty."""
+    workspace: _builtins.str
+    """The new organization's workspace name (any letter case; stored lowercase).
+    When empty, one is derived from organization_name (with a suffix when taken);
+    when given and taken, ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
@@ -165,10 +182,11 @@ class SignUpRequest(_message.Message):
         name: _builtins.str = ...,
         organization_name: _builtins.str = ...,
         timezone: _builtins.str = ...,
+        workspace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "name", b"name", "organization_name", b"organization_name", "password", b"password", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "name", b"name", "organization_name", b"organization_name", "password", b"password", "timezone", b"timezone", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -264,19 +282,26 @@ class LogInRequest(_message.Message):
     EMAIL_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
     email: _builtins.str
     password: _builtins.str
     organization_id: _builtins.str
+    """Exactly one of organization_id and organization."""
+    organization: _builtins.str
+    """The organization's workspace name, in any letter case. An unknown one is
+    answered as a wrong password (UNAUTHENTICATED, same message).
+    """
     def __init__(
         self,
         *,
         email: _builtins.str = ...,
         password: _builtins.str = ...,
         organization_id: _builtins.str = ...,
+        organization: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "organization_id", b"organization_id", "password", b"password"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "organization", b"organization", "organization_id", b"organization_id", "password", b"password"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -503,12 +528,15 @@ class CreateInviteResponse(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     organization_id: _builtins.str
     email: _builtins.str
     role: Global___Role.ValueType
     token: _builtins.str
     """Shown once; only its hash is stored."""
+    workspace: _builtins.str
+    """The organization's workspace name, for the invitee's later log-ins."""
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -520,14 +548,55 @@ class CreateInviteResponse(_message.Message):
         role: Global___Role.ValueType = ...,
         token: _builtins.str = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        workspace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "expires_at", b"expires_at", "id", b"id", "organization_id", b"organization_id", "role", b"role", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "expires_at", b"expires_at", "id", b"id", "organization_id", b"organization_id", "role", b"role", "token", b"token", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateInviteResponse: _TypeAlias = CreateInviteResponse  # noqa: Y015
+
+@_typing.final
+class RenameWorkspaceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    workspace: _builtins.str
+    """The new name (any letter case; stored lowercase)."""
+    def __init__(
+        self,
+        *,
+        workspace: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenameWorkspaceRequest: _TypeAlias = RenameWorkspaceRequest  # noqa: Y015
+
+@_typing.final
+class RenameWorkspaceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def organization(self) -> Global___Organization: ...
+    def __init__(
+        self,
+        *,
+        organization: Global___Organization | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenameWorkspaceResponse: _TypeAlias = RenameWorkspaceResponse  # noqa: Y015
 
 @_typing.final
 class GetPublicKeysRequest(_message.Message):

@@ -77,6 +77,11 @@ class AuthServiceStub:
                 request_serializer=workpulse_dot_auth_dot_v1_dot_auth__pb2.CreateInviteRequest.SerializeToString,
                 response_deserializer=workpulse_dot_auth_dot_v1_dot_auth__pb2.CreateInviteResponse.FromString,
                 _registered_method=True)
+        self.RenameWorkspace = channel.unary_unary(
+                '/workpulse.auth.v1.AuthService/RenameWorkspace',
+                request_serializer=workpulse_dot_auth_dot_v1_dot_auth__pb2.RenameWorkspaceRequest.SerializeToString,
+                response_deserializer=workpulse_dot_auth_dot_v1_dot_auth__pb2.RenameWorkspaceResponse.FromString,
+                _registered_method=True)
         self.GetPublicKeys = channel.unary_unary(
                 '/workpulse.auth.v1.AuthService/GetPublicKeys',
                 request_serializer=workpulse_dot_auth_dot_v1_dot_auth__pb2.GetPublicKeysRequest.SerializeToString,
@@ -142,6 +147,14 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenameWorkspace(self, request, context):
+        """Gives the caller's organization a new workspace name (admins only);
+        ALREADY_EXISTS when another organization has it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPublicKeys(self, request, context):
         """Public keys (JWK set) that verify access tokens.
         """
@@ -191,6 +204,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.CreateInvite,
                     request_deserializer=workpulse_dot_auth_dot_v1_dot_auth__pb2.CreateInviteRequest.FromString,
                     response_serializer=workpulse_dot_auth_dot_v1_dot_auth__pb2.CreateInviteResponse.SerializeToString,
+            ),
+            'RenameWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameWorkspace,
+                    request_deserializer=workpulse_dot_auth_dot_v1_dot_auth__pb2.RenameWorkspaceRequest.FromString,
+                    response_serializer=workpulse_dot_auth_dot_v1_dot_auth__pb2.RenameWorkspaceResponse.SerializeToString,
             ),
             'GetPublicKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPublicKeys,
@@ -417,6 +435,33 @@ class AuthService:
             '/workpulse.auth.v1.AuthService/CreateInvite',
             workpulse_dot_auth_dot_v1_dot_auth__pb2.CreateInviteRequest.SerializeToString,
             workpulse_dot_auth_dot_v1_dot_auth__pb2.CreateInviteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workpulse.auth.v1.AuthService/RenameWorkspace',
+            workpulse_dot_auth_dot_v1_dot_auth__pb2.RenameWorkspaceRequest.SerializeToString,
+            workpulse_dot_auth_dot_v1_dot_auth__pb2.RenameWorkspaceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,10 @@ class AuthServiceStub:
     """The caller's own user when user_id is empty."""
     ListUsers: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]
     CreateInvite: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateInviteRequest, _auth_pb2.CreateInviteResponse]
+    RenameWorkspace: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RenameWorkspaceRequest, _auth_pb2.RenameWorkspaceResponse]
+    """Gives the caller's organization a new workspace name (admins only);
+    ALREADY_EXISTS when another organization has it.
+    """
     GetPublicKeys: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetPublicKeysRequest, _auth_pb2.GetPublicKeysResponse]
     """Public keys (JWK set) that verify access tokens."""
 
@@ -71,6 +75,10 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """The caller's own user when user_id is empty."""
     ListUsers: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]  # type: ignore[assignment]
     CreateInvite: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateInviteRequest, _auth_pb2.CreateInviteResponse]  # type: ignore[assignment]
+    RenameWorkspace: _aio.UnaryUnaryMultiCallable[_auth_pb2.RenameWorkspaceRequest, _auth_pb2.RenameWorkspaceResponse]  # type: ignore[assignment]
+    """Gives the caller's organization a new workspace name (admins only);
+    ALREADY_EXISTS when another organization has it.
+    """
     GetPublicKeys: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetPublicKeysRequest, _auth_pb2.GetPublicKeysResponse]  # type: ignore[assignment]
     """Public keys (JWK set) that verify access tokens."""
 
@@ -139,6 +147,16 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.CreateInviteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.CreateInviteResponse, _abc.Awaitable[_auth_pb2.CreateInviteResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RenameWorkspace(
+        self,
+        request: _auth_pb2.RenameWorkspaceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RenameWorkspaceResponse, _abc.Awaitable[_auth_pb2.RenameWorkspaceResponse]]:
+        """Gives the caller's organization a new workspace name (admins only);
+        ALREADY_EXISTS when another organization has it.
+        """
 
     @_abc_1.abstractmethod
     def GetPublicKeys(
