@@ -143,10 +143,11 @@ class TotalsDelta:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """Which of a write's events were new, and the session totals once they are applied."""
+    """Which of a write's events were new, and the session totals once they are applied;
+    None when the events are durable but sessions could not apply them yet (pending)."""
 
     stored: frozenset[tuple[str, datetime]]
-    totals: SessionTotals
+    totals: SessionTotals | None
 
 
 @dataclass
@@ -155,6 +156,9 @@ class BatchOutcome:
 
     outcomes: list[EventOutcome]
     session: SessionTotals | None = None
+    # Stored events whose totals sessions has not applied yet (it was unreachable): a
+    # success all the same, which a client must not resend.
+    totals_pending: bool = False
 
     def count(self, status: EventStatus) -> int:
         return sum(1 for o in self.outcomes if o.status is status)

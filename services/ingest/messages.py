@@ -75,6 +75,7 @@ def batch_response(outcome: BatchOutcome) -> pb.RecordActivityBatchResponse:
         rejected=outcome.count(EventStatus.REJECTED),
         results=[result_message(o) for o in outcome.not_accepted],
         session=totals_message(outcome.session),
+        totals_pending=outcome.totals_pending,
     )
 
 
@@ -87,4 +88,5 @@ def batch_ack(batch_id: str, outcome: BatchOutcome) -> pb.StreamActivityResponse
         rejected=body.rejected,
         results=body.results,
         session=body.session,
+        totals_pending=body.totals_pending,
     )

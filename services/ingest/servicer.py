@@ -38,6 +38,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
             status=body.results[0].status if body.results else pb.EVENT_STATUS_ACCEPTED,
             client_event_id=only.client_event_id,
             session=totals_message(outcome.session),
+            totals_pending=outcome.totals_pending,
         )
 
     async def RecordActivityBatch(

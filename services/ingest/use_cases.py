@@ -22,7 +22,7 @@ from services.ingest.domain import (
     admit,
     require_session_id,
 )
-from workpulse.errors import FailedPrecondition, InvalidArgument, NotFound
+from workpulse.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from workpulse.identity import Principal
 
 
@@ -79,9 +79,14 @@ async def _store(ingest: Ingest, window: SessionWindow, admission: Admission) ->
             outcomes.append(EventOutcome(index, event.client_event_id, status))
         totals = result.totals
     else:
-        totals = await ingest.sessions.totals(window.organization_id, window.session_id)
+        try:
+            totals = await ingest.sessions.totals(window.organization_id, window.session_id)
+        except Unavailable:
+            if not admission.repeated:
+                raise  # nothing of this request is stored: a resend is what it needs
+            totals = None  # its events were stored by an earlier attempt
     outcomes.sort(key=lambda o: o.index)
-    return BatchOutcome(outcomes, totals)
+    return BatchOutcome(outcomes, totals, totals_pending=totals is None)
 
 
 async def record_batch(

@@ -12,6 +12,7 @@ from services.ingest.batch_store import ActivityStore, ActivityWrite, StoredBatc
 from services.ingest.domain import NewEvent, SessionWindow, WriteResult
 from services.ingest.handoff import TotalsHandoff
 from workpulse import faults
+from workpulse.errors import Unavailable
 from workpulse.group_commit import GroupCommit
 
 
@@ -46,9 +47,14 @@ class ActivityWriter:
         results: list[WriteResult | BaseException] = []
         for write, fresh in zip(writes, stored.fresh, strict=True):
             outcome = totals[write.window.session_id]
-            results.append(
-                outcome if isinstance(outcome, BaseException) else WriteResult(frozenset(e.key for e in fresh), outcome)
-            )
+            keys = frozenset(e.key for e in fresh)
+            if isinstance(outcome, Unavailable):
+                # Committed with their hand-off: redelivery (or the next write to the
+                # session) applies it. Answering an error would invite a resend, and a
+                # resend of events without ids would be stored again.
+                results.append(WriteResult(keys, None))
+            else:
+                results.append(outcome if isinstance(outcome, BaseException) else WriteResult(keys, outcome))
         return results
 
     async def close(self) -> None:

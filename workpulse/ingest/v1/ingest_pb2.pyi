@@ -252,8 +252,14 @@ class RecordActivityResponse(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     CLIENT_EVENT_ID_FIELD_NUMBER: _builtins.int
     SESSION_FIELD_NUMBER: _builtins.int
+    TOTALS_PENDING_FIELD_NUMBER: _builtins.int
     status: Global___EventStatus.ValueType
     client_event_id: _builtins.str
+    totals_pending: _builtins.bool
+    """The events are stored (durable) but the session's totals could not be applied
+    yet (sessions unreachable); they will include them once the hand-off completes.
+    Do not resend: the request succeeded. ``session`` is then unset.
+    """
     @_builtins.property
     def session(self) -> Global___SessionTotals: ...
     def __init__(
@@ -262,10 +268,11 @@ class RecordActivityResponse(_message.Message):
         status: Global___EventStatus.ValueType = ...,
         client_event_id: _builtins.str = ...,
         session: Global___SessionTotals | None = ...,
+        totals_pending: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_event_id", b"client_event_id", "session", b"session", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_event_id", b"client_event_id", "session", b"session", "status", b"status", "totals_pending", b"totals_pending"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -305,9 +312,15 @@ class RecordActivityBatchResponse(_message.Message):
     REJECTED_FIELD_NUMBER: _builtins.int
     RESULTS_FIELD_NUMBER: _builtins.int
     SESSION_FIELD_NUMBER: _builtins.int
+    TOTALS_PENDING_FIELD_NUMBER: _builtins.int
     accepted: _builtins.int
     duplicate: _builtins.int
     rejected: _builtins.int
+    totals_pending: _builtins.bool
+    """The events are stored (durable) but the session's totals could not be applied
+    yet (sessions unreachable); they will include them once the hand-off completes.
+    Do not resend: the request succeeded. ``session`` is then unset.
+    """
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventResult]:
         """One entry per event that was a duplicate or rejected, in request order."""
@@ -322,10 +335,11 @@ class RecordActivityBatchResponse(_message.Message):
         rejected: _builtins.int = ...,
         results: _abc.Iterable[Global___EventResult] | None = ...,
         session: Global___SessionTotals | None = ...,
+        totals_pending: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "duplicate", b"duplicate", "rejected", b"rejected", "results", b"results", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "duplicate", b"duplicate", "rejected", b"rejected", "results", b"results", "session", b"session", "totals_pending", b"totals_pending"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -372,6 +386,7 @@ class StreamActivityResponse(_message.Message):
     REJECTED_FIELD_NUMBER: _builtins.int
     RESULTS_FIELD_NUMBER: _builtins.int
     SESSION_FIELD_NUMBER: _builtins.int
+    TOTALS_PENDING_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
     status_code: _builtins.int
     """OK (0) when the batch was processed; otherwise a gRPC status code (for
@@ -382,6 +397,11 @@ class StreamActivityResponse(_message.Message):
     accepted: _builtins.int
     duplicate: _builtins.int
     rejected: _builtins.int
+    totals_pending: _builtins.bool
+    """The events are stored (durable) but the session's totals could not be applied
+    yet (sessions unreachable); they will include them once the hand-off completes.
+    Do not resend: the request succeeded. ``session`` is then unset.
+    """
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventResult]: ...
     @_builtins.property
@@ -397,10 +417,11 @@ class StreamActivityResponse(_message.Message):
         rejected: _builtins.int = ...,
         results: _abc.Iterable[Global___EventResult] | None = ...,
         session: Global___SessionTotals | None = ...,
+        totals_pending: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "batch_id", b"batch_id", "duplicate", b"duplicate", "rejected", b"rejected", "results", b"results", "session", b"session", "status_code", b"status_code", "status_message", b"status_message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "batch_id", b"batch_id", "duplicate", b"duplicate", "rejected", b"rejected", "results", b"results", "session", b"session", "status_code", b"status_code", "status_message", b"status_message", "totals_pending", b"totals_pending"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
