@@ -37,7 +37,13 @@ async def _probe(name: str, check: asyncio.Future[None] | asyncio.Task[None]) ->
         return name, {"status": "down", "message": type(exc).__name__}
 
 
-@documented("Health of the database, Redis and every service", auth=False, errors=(503,))
+@documented(
+    "Health of the database, Redis and every service",
+    response="Health",
+    auth=False,
+    errors=(),
+    responses={503: "Health"},
+)
 async def health(request: Request) -> JSONResponse:
     checks = [
         _probe("database", asyncio.ensure_future(_database(request))),

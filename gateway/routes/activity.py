@@ -105,6 +105,16 @@ def _ingest(request: Request) -> ingest_pb2_grpc.IngestServiceAsyncStub:
     return stub
 
 
+def _session_or_pending(
+    reply: ingest_pb2.RecordActivityResponse | ingest_pb2.RecordActivityBatchResponse,
+) -> dict[str, Any]:
+    """The session's totals; or, when the events are stored but their totals are not
+    applied yet (202 Accepted), ``session: null`` and ``totals_pending: true``."""
+    if reply.totals_pending:
+        return {"session": None, "totals_pending": True}
+    return {"session": _totals(reply.session), "totals_pending": False}
+
+
 def _totals(session: ingest_pb2.SessionTotals) -> dict[str, Any]:
     return {
         "id": session.session_id,
@@ -123,8 +133,10 @@ def _totals(session: ingest_pb2.SessionTotals) -> dict[str, Any]:
 @documented(
     "Record one activity event in your session (201 with the session's totals, which include it)",
     body=EventBody,
+    response="ActivityRecorded",
     status=201,
-    errors=(400, 401, 404, 409, 429, 503),
+    responses={202: "ActivityRecorded"},
+    errors=(400, 401, 404, 409, 413, 415, 429, 503),
 )
 async def record_activity(request: Request) -> JSONResponse:
     session_id = path_id(request, "session_id")
@@ -140,9 +152,9 @@ async def record_activity(request: Request) -> JSONResponse:
             "message": "Activity already recorded" if duplicate else "Activity recorded",
             "clientEventId": reply.client_event_id,
             "duplicate": duplicate,
-            "session": _totals(reply.session),
+            **_session_or_pending(reply),
         },
-        status_code=201,
+        status_code=202 if reply.totals_pending else 201,
     )
 
 
@@ -150,8 +162,10 @@ async def record_activity(request: Request) -> JSONResponse:
     f"Record a batch of up to {MAX_BATCH_EVENTS} events (alias 'activities'); resent events count once, "
     "events outside the session's time window are listed in 'rejected'",
     body=BatchBody,
+    response="BatchRecorded",
     status=201,
-    errors=(400, 401, 404, 429, 503),
+    responses={202: "BatchRecorded"},
+    errors=(400, 401, 404, 413, 415, 429, 503),
 )
 async def record_batch(request: Request) -> JSONResponse:
     body = await parse_body(request, BatchBody)
@@ -178,9 +192,9 @@ async def record_batch(request: Request) -> JSONResponse:
             "accepted": reply.accepted,
             "duplicates": reply.duplicate,
             "rejected": rejected,
-            "session": _totals(reply.session),
+            **_session_or_pending(reply),
         },
-        status_code=201,
+        status_code=202 if reply.totals_pending else 201,
     )
 
 

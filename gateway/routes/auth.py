@@ -36,13 +36,23 @@ class RegisterBody(Body):
     organization_id: str | None = Field(None, description="joins this organization (needs invite_token)")
     invite_token: str | None = None
     timezone: str | None = Field(None, description="IANA zone of a new organization (UTC by default)")
+    workspace: str | None = Field(
+        None,
+        description="a new organization's workspace name, to log in with (3-63 letters, digits, hyphens; "
+        "409 when taken); derived from organization_name when absent",
+    )
     role: RoleName | None = Field(None, description="accepted but never grants more than the invite does")
 
 
 class LogInBody(Body):
     email: str
     password: str
-    organization_id: str
+    organization_id: str | None = Field(None, description="the organization's id (or give organization)")
+    organization: str | None = Field(None, description="the organization's workspace name, in any letter case")
+
+
+class WorkspaceBody(Body):
+    workspace: str = Field(description="the new workspace name (3-63 letters, digits, hyphens; 409 when taken)")
 
 
 class RefreshBody(Body):
@@ -79,6 +89,18 @@ def user_json(user: auth_pb2.User) -> dict[str, Any]:
         "timezone": user.timezone,
         "last_seen": iso(user.last_seen, user.HasField("last_seen")),
         "created_at": iso(user.created_at),
+        "workspace": user.workspace,
+    }
+
+
+def organization_json(organization: auth_pb2.Organization) -> dict[str, Any]:
+    return {
+        "id": organization.id,
+        "name": organization.name,
+        "workspace": organization.workspace,
+        "plan_type": organization.plan_type,
+        "timezone": organization.timezone,
+        "created_at": iso(organization.created_at),
     }
 
 
@@ -92,11 +114,22 @@ def session_json(user: auth_pb2.User, tokens: auth_pb2.Tokens) -> dict[str, Any]
     }
 
 
-@documented("Sign up (new organization) or join one with an invite", body=RegisterBody, status=201, auth=False)
+@documented(
+    "Sign up (new organization) or join one with an invite",
+    body=RegisterBody,
+    response="AuthSession",
+    status=201,
+    auth=False,
+    errors=(400, 409, 413, 415, 429, 503),
+)
 async def register(request: Request) -> JSONResponse:
     body = await parse_body(request, RegisterBody)
     if body.organization_name is not None and (body.organization_id is not None or body.invite_token is not None):
         raise HTTPError(400, "organization_name: give either organization_name, or organization_id and invite_token")
+    if body.workspace is not None and body.organization_name is None:
+        raise HTTPError(400, "workspace: only a new organization (organization_name) is given one")
+    if body.workspace is not None and not body.workspace:
+        raise HTTPError(400, "workspace: must not be empty (leave it out to derive one from organization_name)")
     if body.organization_name is not None:
         signed_up = await call(
             _anonymous(request),
@@ -107,6 +140,7 @@ async def register(request: Request) -> JSONResponse:
                 name=body.name,
                 organization_name=body.organization_name,
                 timezone=body.timezone or "",
+                workspace=body.workspace or "",
             ),
         )
         return JSONResponse(session_json(signed_up.user, signed_up.tokens), status_code=201)
@@ -128,18 +162,39 @@ async def register(request: Request) -> JSONResponse:
     return JSONResponse(session_json(joined.user, joined.tokens), status_code=201)
 
 
-@documented("Log in with email, password and organization", body=LogInBody, auth=False, errors=(400, 401, 429))
+@documented(
+    "Log in with email, password and organization",
+    body=LogInBody,
+    response="AuthSession",
+    auth=False,
+    errors=(400, 401, 413, 415, 429, 503),
+)
 async def login(request: Request) -> JSONResponse:
     body = await parse_body(request, LogInBody)
+    if body.organization_id is not None and body.organization is not None:
+        raise HTTPError(400, "organization: give either organization (the workspace name) or organization_id, not both")
+    if not (body.organization_id or body.organization):
+        raise HTTPError(400, "organization_id: required (or organization, the workspace name)")
     reply = await call(
         _anonymous(request),
         _auth(request).LogIn,
-        auth_pb2.LogInRequest(email=body.email, password=body.password, organization_id=body.organization_id),
+        auth_pb2.LogInRequest(
+            email=body.email,
+            password=body.password,
+            organization_id=body.organization_id or "",
+            organization=body.organization or "",
+        ),
     )
     return JSONResponse(session_json(reply.user, reply.tokens))
 
 
-@documented("Exchange a refresh token for a new token pair (rotation)", body=RefreshBody, auth=False)
+@documented(
+    "Exchange a refresh token for a new token pair (rotation)",
+    body=RefreshBody,
+    response="AuthSession",
+    auth=False,
+    errors=(400, 401, 413, 415, 503),
+)
 async def refresh(request: Request) -> JSONResponse:
     body = await parse_body(request, RefreshBody)
     reply = await call(
@@ -148,27 +203,46 @@ async def refresh(request: Request) -> JSONResponse:
     return JSONResponse(session_json(reply.user, reply.tokens))
 
 
-@documented("Revoke a refresh token (and the tokens rotated from it)", body=RefreshBody, status=204, auth=False)
+@documented(
+    "Revoke a refresh token (and the tokens rotated from it)",
+    body=RefreshBody,
+    status=204,
+    auth=False,
+    errors=(400, 401, 413, 415, 503),
+)
 async def logout(request: Request) -> Response:
     body = await parse_body(request, RefreshBody)
     await call(_anonymous(request), _auth(request).LogOut, auth_pb2.LogOutRequest(refresh_token=body.refresh_token))
     return Response(status_code=204)
 
 
-@documented("The caller's own user")
+@documented("The caller's own user", response="User", errors=(401, 404, 503))
 async def me(request: Request) -> JSONResponse:
     reply = await call(request, _auth(request).GetUser, auth_pb2.GetUserRequest())
     return JSONResponse(user_json(reply.user))
 
 
-@documented("A user of the caller's organization (managers and admins; employees only themselves)")
+@documented(
+    "A user of the caller's organization (managers and admins; employees only themselves)",
+    response="User",
+    errors=(400, 401, 403, 404, 503),
+)
 async def get_user(request: Request) -> JSONResponse:
     user_id = request.path_params["user_id"]
     reply = await call(request, _auth(request).GetUser, auth_pb2.GetUserRequest(user_id=user_id))
     return JSONResponse(user_json(reply.user))
 
 
-@documented("The organization's users (employees see only themselves); ?page_size=&page_token=")
+@documented(
+    "The organization's users (employees see only themselves); ?page_size=&page_token=",
+    response="User[]",
+    query={
+        "page_size": "int 0..200: users per page; 50 when 0 or absent",
+        "page_token": "string: the X-Next-Page-Token of the previous page",
+    },
+    headers={"X-Next-Page-Token": "page_token of the next page; absent on the last page"},
+    errors=(400, 401, 503),
+)
 async def list_users(request: Request) -> JSONResponse:
     raw_size = request.query_params.get("page_size", "0")
     if not (raw_size.isascii() and raw_size.isdigit()):
@@ -181,7 +255,13 @@ async def list_users(request: Request) -> JSONResponse:
     return JSONResponse([user_json(u) for u in reply.users], headers=headers)
 
 
-@documented("Invite someone to the organization (admins; managers cannot invite admins)", body=InviteBody, status=201)
+@documented(
+    "Invite someone to the organization (admins; managers cannot invite admins)",
+    body=InviteBody,
+    response="Invite",
+    status=201,
+    errors=(400, 401, 403, 409, 413, 415, 503),
+)
 async def create_invite(request: Request) -> JSONResponse:
     body = await parse_body(request, InviteBody)
     reply = await call(
@@ -196,8 +276,23 @@ async def create_invite(request: Request) -> JSONResponse:
         "role": ROLE_NAME[reply.role],
         "token": reply.token,
         "expires_at": iso(reply.expires_at),
+        "workspace": reply.workspace,
     }
     return JSONResponse(invite, status_code=201)
+
+
+@documented(
+    "Rename the caller's organization's workspace (admins); the old name stops working for log-in",
+    body=WorkspaceBody,
+    response="Organization",
+    errors=(400, 401, 403, 409, 413, 415, 503),
+)
+async def rename_workspace(request: Request) -> JSONResponse:
+    body = await parse_body(request, WorkspaceBody)
+    reply = await call(
+        request, _auth(request).RenameWorkspace, auth_pb2.RenameWorkspaceRequest(workspace=body.workspace)
+    )
+    return JSONResponse(organization_json(reply.organization))
 
 
 routes: list[BaseRoute] = [
@@ -209,4 +304,5 @@ routes: list[BaseRoute] = [
     Route("/users", list_users, methods=["GET"]),
     Route("/users/{user_id}", get_user, methods=["GET"]),
     Route("/invites", create_invite, methods=["POST"]),
+    Route("/organization", rename_workspace, methods=["PUT"]),
 ]

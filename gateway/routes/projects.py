@@ -38,7 +38,13 @@ def project_json(project: sessions_pb2.Project) -> dict[str, Any]:
     }
 
 
-@documented("Create a project (managers, admins)", body=CreateProjectBody, status=201, errors=(400, 403, 409))
+@documented(
+    "Create a project (managers, admins)",
+    body=CreateProjectBody,
+    response="Project",
+    status=201,
+    errors=(400, 401, 403, 409, 413, 415, 429, 503),
+)
 async def create_project(request: Request) -> JSONResponse:
     body = await parse_body(request, CreateProjectBody)
     message = sessions_pb2.CreateProjectRequest(name=body.name, description=body.description or "")
@@ -46,20 +52,25 @@ async def create_project(request: Request) -> JSONResponse:
     return JSONResponse(project_json(reply.project), status_code=201)
 
 
-@documented("The organization's projects")
+@documented("The organization's projects", response="Project[]", errors=(401, 429, 503))
 async def list_projects(request: Request) -> JSONResponse:
     reply = await call(request, sessions_stub(request).ListProjects, sessions_pb2.ListProjectsRequest())
     return JSONResponse([project_json(p) for p in reply.projects])
 
 
-@documented("One project of the organization")
+@documented("One project of the organization", response="Project", errors=(400, 401, 404, 429, 503))
 async def get_project(request: Request) -> JSONResponse:
     message = sessions_pb2.GetProjectRequest(project_id=path_id(request, "project_id"))
     reply = await call(request, sessions_stub(request).GetProject, message)
     return JSONResponse(project_json(reply.project))
 
 
-@documented("Rename or describe a project (managers, admins)", body=UpdateProjectBody, errors=(400, 403, 404, 409))
+@documented(
+    "Rename or describe a project (managers, admins)",
+    body=UpdateProjectBody,
+    response="Project",
+    errors=(400, 401, 403, 404, 409, 413, 415, 429, 503),
+)
 async def update_project(request: Request) -> JSONResponse:
     project_id = path_id(request, "project_id")
     body = await parse_body(request, UpdateProjectBody)
@@ -72,7 +83,11 @@ async def update_project(request: Request) -> JSONResponse:
     return JSONResponse(project_json(reply.project))
 
 
-@documented("Delete a project (managers, admins); its sessions are kept", errors=(400, 403, 404))
+@documented(
+    "Delete a project (managers, admins); its sessions are kept",
+    response="ProjectDeleted",
+    errors=(400, 401, 403, 404, 429, 503),
+)
 async def delete_project(request: Request) -> JSONResponse:
     project_id = path_id(request, "project_id")
     await call(request, sessions_stub(request).DeleteProject, sessions_pb2.DeleteProjectRequest(project_id=project_id))

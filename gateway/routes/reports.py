@@ -86,7 +86,15 @@ def alert_json(a: pb.Alert) -> dict[str, Any]:
     }
 
 
-@documented("One user's daily summary; ?date=YYYY-MM-DD&userId= (employees: only themselves)")
+@documented(
+    "One user's daily summary; ?date=YYYY-MM-DD&userId= (employees: only themselves)",
+    response="DailySummary",
+    query={
+        "date": "date: the local date (YYYY-MM-DD); today in the user's zone when absent",
+        "userId": "uuid: whose summary; the caller's when absent",
+    },
+    errors=(400, 401, 403, 404, 503),
+)
 async def daily(request: Request) -> JSONResponse:
     reply = await call(
         request,
@@ -96,7 +104,15 @@ async def daily(request: Request) -> JSONResponse:
     return JSONResponse(summary_json(reply.summary))
 
 
-@documented("One user's summaries over ?startDate=&endDate= (inclusive, at most 366 days)")
+@documented(
+    "One user's summaries over ?startDate=&endDate= (inclusive, at most 366 days)",
+    response="UserReport",
+    query={
+        "startDate": "date!: first day (YYYY-MM-DD)",
+        "endDate": "date!: last day, inclusive; at most 366 days after startDate",
+    },
+    errors=(400, 401, 403, 404, 503),
+)
 async def user_report(request: Request) -> JSONResponse:
     q = request.query_params
     reply = await call(
@@ -147,7 +163,22 @@ def _alert_filter(request: Request) -> pb.ListAlertsRequest:
     return message
 
 
-@documented("Alerts, newest first; ?userId=&type=&acknowledged=&startDate=&endDate=&pageSize=&pageToken=")
+@documented(
+    "Alerts, newest first; ?userId=&type=&acknowledged=&startDate=&endDate=&pageSize=&pageToken=",
+    response="AlertPage",
+    query={
+        "userId": "uuid: one user's alerts (employees: only their own)",
+        "type": "enum INACTIVE_ALERT|OVERTIME_ALERT: one kind of alert",
+        "acknowledged": "boolean: only acknowledged (true) or unacknowledged (false) alerts",
+        "startDate": "date: alerts of this local date or later",
+        "endDate": "date: alerts of this local date or earlier",
+        "pageSize": "int 0..500: alerts per page; 50 when 0 or absent",
+        "page_size": "int 0..500: alias of pageSize",
+        "pageToken": "string: next_page_token of the previous page",
+        "page_token": "string: alias of pageToken",
+    },
+    errors=(400, 401, 403, 503),
+)
 async def list_alerts(request: Request) -> JSONResponse:
     reply = await call(request, _stub(request).ListAlerts, _alert_filter(request))
     return JSONResponse(
@@ -155,7 +186,11 @@ async def list_alerts(request: Request) -> JSONResponse:
     )
 
 
-@documented("Acknowledge an alert (managers and admins; employees their own); idempotent")
+@documented(
+    "Acknowledge an alert (managers and admins; employees their own); idempotent",
+    response="Alert",
+    errors=(400, 401, 403, 404, 503),
+)
 async def acknowledge(request: Request) -> JSONResponse:
     alert_id = uuid_field(request.path_params["alert_id"], "id")
     reply = await call(request, _stub(request).AcknowledgeAlert, pb.AcknowledgeAlertRequest(alert_id=alert_id))
@@ -166,13 +201,18 @@ def _settings_json(s: pb.AlertSettings) -> dict[str, Any]:
     return {"organization_id": s.organization_id, "idle_minutes": s.idle_minutes, "overtime_hours": s.overtime_hours}
 
 
-@documented("The organization's alert thresholds")
+@documented("The organization's alert thresholds", response="AlertSettings", errors=(401, 503))
 async def get_settings(request: Request) -> JSONResponse:
     reply = await call(request, _stub(request).GetAlertSettings, pb.GetAlertSettingsRequest())
     return JSONResponse(_settings_json(reply.settings))
 
 
-@documented("Change the organization's alert thresholds (admins)", body=SettingsBody, errors=(400, 401, 403))
+@documented(
+    "Change the organization's alert thresholds (admins)",
+    body=SettingsBody,
+    response="AlertSettings",
+    errors=(400, 401, 403, 413, 415, 503),
+)
 async def put_settings(request: Request) -> JSONResponse:
     body = await parse_body(request, SettingsBody)
     reply = await call(
@@ -205,7 +245,18 @@ def _csv_rows(summaries: Any) -> str:
     return out.getvalue()
 
 
-@documented("The organization's daily summaries as CSV; ?startDate=&endDate=&userId= (managers and admins)")
+@documented(
+    "The organization's daily summaries as CSV; ?startDate=&endDate=&userId= (managers and admins)",
+    response=str,
+    media_type="text/csv",
+    query={
+        "startDate": "date!: first day (YYYY-MM-DD)",
+        "endDate": "date!: last day, inclusive; at most 366 days after startDate",
+        "userId": "uuid: one user's summaries; everyone's when absent",
+    },
+    headers={"Content-Disposition": 'attachment; filename="summaries_<startDate>_<endDate>.csv"'},
+    errors=(400, 401, 403, 404, 503),
+)
 async def export_csv(request: Request) -> StreamingResponse:
     q = request.query_params
     message = pb.ExportSummariesRequest(

@@ -77,7 +77,13 @@ def _query_size(request: Request) -> int:
     return int(raw) if len(raw) <= 9 else 10**9
 
 
-@documented("Start a work session (one active session per user; 409 names the active one)", body=StartBody, status=201)
+@documented(
+    "Start a work session (one active session per user; 409 names the active one)",
+    body=StartBody,
+    response="WorkSession",
+    status=201,
+    errors=(400, 401, 404, 409, 413, 415, 429, 503),
+)
 async def start_session(request: Request) -> JSONResponse:
     body = await parse_body(request, StartBody)
     if body.project_id is not None:
@@ -93,7 +99,12 @@ async def start_session(request: Request) -> JSONResponse:
     return JSONResponse(session_json(reply.session), status_code=201)
 
 
-@documented("Stop a session (owner, manager, admin); optional expected version", body=StopBody, errors=(400, 404, 409))
+@documented(
+    "Stop a session (owner, manager, admin); optional expected version",
+    body=StopBody,
+    response="WorkSession",
+    errors=(400, 401, 404, 409, 413, 415, 429, 503),
+)
 async def stop_session(request: Request) -> JSONResponse:
     session_id = path_id(request, "session_id")
     body = await parse_body(request, StopBody)
@@ -104,13 +115,17 @@ async def stop_session(request: Request) -> JSONResponse:
     return JSONResponse(session_json(reply.session))
 
 
-@documented("Active sessions: your own (employees) or your organization's (managers, admins)")
+@documented(
+    "Active sessions: your own (employees) or your organization's (managers, admins)",
+    response="WorkSession[]",
+    errors=(401, 429, 503),
+)
 async def active_sessions(request: Request) -> JSONResponse:
     reply = await call(request, sessions_stub(request).ListActiveSessions, sessions_pb2.ListActiveSessionsRequest())
     return JSONResponse([session_json(s) for s in reply.sessions])
 
 
-@documented("One session (employees: only their own)")
+@documented("One session (employees: only their own)", response="WorkSession", errors=(400, 401, 404, 429, 503))
 async def get_session(request: Request) -> JSONResponse:
     session_id = path_id(request, "session_id")
     reply = await call(
@@ -121,7 +136,20 @@ async def get_session(request: Request) -> JSONResponse:
 
 @documented(
     "Session history, newest first: ?from=&to= (start time, ISO 8601, to exclusive), user_id, project_id, "
-    "status, page_size (1..200, default 50), page_token (from the X-Next-Page-Token header)"
+    "status, page_size (1..200, default 50), page_token (from the X-Next-Page-Token header)",
+    response="WorkSession[]",
+    query={
+        "from": "instant: sessions started at or after (ISO 8601 date-time or date; naive is UTC)",
+        "to": "instant: sessions started before (exclusive)",
+        "user_id": "uuid: one user's sessions (employees: only their own)",
+        "project_id": "uuid: one project's sessions",
+        "status": "enum active|stopped: only sessions in this state",
+        "page_size": "int 0..200: sessions per page; 50 when 0 or absent",
+        "limit": "int 0..200: alias of page_size",
+        "page_token": "string: the X-Next-Page-Token of the previous page",
+    },
+    headers={"X-Next-Page-Token": "page_token of the next page; absent on the last page"},
+    errors=(400, 401, 403, 429, 503),
 )
 async def list_sessions(request: Request) -> JSONResponse:
     status = request.query_params.get("status", "")

@@ -1,0 +1,210 @@
+"""The gateway's response bodies, for ``/openapi.json`` only: one model per shape the
+handlers write (``user_json``, ``session_json``, ``project_json``, ...), key for key.
+
+Handlers build plain dicts, so nothing checks these at run time except the schemathesis
+test (tests/e2e/test_schemathesis.py), which compares live responses with them. Every
+key is always present (``required``); a value that may be null says so; no other key
+appears (``additionalProperties: false``), so a key added to a handler and not here
+fails that test instead of going undocumented.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from workpulse.ingest.v1 import ingest_pb2
+
+Role = Literal["admin", "manager", "employee"]
+AlertType = Literal["INACTIVE_ALERT", "OVERTIME_ALERT"]
+# The reasons record_batch writes (activity.py's _REASONS), as the enum of Rejected.reason.
+REJECT_REASONS: list[JsonValue] = [
+    *sorted(n.removeprefix("REJECT_REASON_").lower() for n, _ in ingest_pb2.RejectReason.items())
+]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(Out):
+    """Every failure's body (the original's)."""
+
+    statusCode: int = Field(description="the HTTP status, repeated")
+    message: str = Field(description="what went wrong; a 400 names the field first ('events.3.durationSeconds: ...')")
+    timestamp: dt.datetime
+    path: str = Field(description="the request's path")
+
+
+class User(Out):
+    id: UUID
+    email: str
+    name: str
+    role: Role
+    organization_id: UUID
+    status: Literal["active", "disabled"]
+    timezone: str = Field(description="IANA zone")
+    last_seen: dt.datetime | None
+    created_at: dt.datetime
+    workspace: str = Field(description="the organization's workspace name, to log in with")
+
+
+class Organization(Out):
+    id: UUID
+    name: str
+    workspace: str = Field(description="unique name people log in with (lowercase letters, digits, hyphens)")
+    plan_type: str
+    timezone: str = Field(description="IANA zone")
+    created_at: dt.datetime
+
+
+class AuthSession(Out):
+    """Register, log in and refresh: the user and a token pair."""
+
+    user: User
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int = Field(description="seconds until access_token expires")
+
+
+class Invite(Out):
+    id: UUID
+    organization_id: UUID
+    email: str
+    role: Role
+    token: str = Field(description="give it to the invitee: POST /auth/register with organization_id and invite_token")
+    expires_at: dt.datetime
+    workspace: str = Field(description="the organization's workspace name, for the invitee's log-ins")
+
+
+class WorkSession(Out):
+    """The original's session object."""
+
+    id: UUID
+    user_id: UUID
+    organization_id: UUID
+    project_id: UUID | None
+    start_time: dt.datetime
+    end_time: dt.datetime | None
+    status: Literal["active", "stopped"]
+    total_active_seconds: int
+    total_idle_seconds: int
+    last_activity_at: dt.datetime | None
+    version: int = Field(description="bumped on every change; send it to stop to detect a concurrent change (409)")
+
+
+class SessionTotals(Out):
+    """A session's totals after recording activity."""
+
+    id: UUID
+    total_active_seconds: int
+    total_idle_seconds: int
+    status: Literal["active", "stopped"]
+    version: int
+    last_activity_at: dt.datetime | None
+
+
+class ActivityRecorded(Out):
+    message: str
+    clientEventId: str = Field(description="the event's clientEventId as sent ('' when none was)")
+    duplicate: bool = Field(description="true when an event with this clientEventId was already recorded")
+    session: SessionTotals | None = Field(description="null while totals_pending")
+    totals_pending: bool = Field(description="true (with status 202) when the event is stored, its totals not yet")
+
+
+class Rejected(Out):
+    index: int = Field(description="position of the event in the batch")
+    clientEventId: str
+    reason: str = Field(json_schema_extra={"enum": REJECT_REASONS})
+    message: str
+
+
+class BatchRecorded(Out):
+    message: str
+    count: int = Field(description="events recorded: accepted plus duplicates")
+    accepted: int
+    duplicates: int
+    rejected: list[Rejected]
+    session: SessionTotals | None = Field(description="null while totals_pending")
+    totals_pending: bool = Field(description="true (with status 202) when the events are stored, totals not yet")
+
+
+class Project(Out):
+    id: UUID
+    organization_id: UUID
+    name: str
+    description: str = Field(description="'' when none was given")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ProjectDeleted(Out):
+    id: UUID
+    message: str
+
+
+class DailySummary(Out):
+    user_id: UUID
+    date: dt.date
+    total_work_seconds: int
+    active_seconds: int
+    idle_seconds: int
+    productivity_score: float
+    sessions_count: int
+
+
+class UserReport(Out):
+    user_id: UUID
+    start_date: dt.date
+    end_date: dt.date
+    total_work_seconds: int
+    total_active_seconds: int
+    total_idle_seconds: int
+    average_productivity_score: float
+    days_worked: int
+    daily_summaries: list[DailySummary]
+
+
+class Alert(Out):
+    id: UUID
+    organization_id: UUID
+    user_id: UUID
+    session_id: UUID | None
+    type: AlertType | None
+    message: str
+    alert_date: dt.date
+    created_at: dt.datetime | None
+    resolved_at: dt.datetime | None
+    acknowledged_by: UUID | None
+    acknowledged_at: dt.datetime | None
+    idle_minutes: int | None = Field(description="INACTIVE_ALERT only")
+    work_hours: float | None = Field(description="OVERTIME_ALERT only")
+
+
+class AlertPage(Out):
+    alerts: list[Alert]
+    next_page_token: str | None = Field(description="pass as pageToken for the next page; null on the last")
+
+
+class AlertSettings(Out):
+    organization_id: UUID
+    idle_minutes: int
+    overtime_hours: float
+
+
+class Check(Out):
+    status: Literal["up", "down"]
+    message: str | None = Field(None, description="the failure's kind, when down")
+
+
+class Health(Out):
+    """Terminus's shape: every part under details, split into info (up) and error (down)."""
+
+    status: Literal["ok", "error"]
+    info: dict[str, Check]
+    error: dict[str, Check]
+    details: dict[str, Check]
