@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from gateway import realtime
 from gateway.errors import HTTPError, on_http_error, on_starlette_error, on_unexpected
 from gateway.health import health
+from gateway.idempotency import IdempotencyKeys
 from gateway.limits import BodySizeLimit
 from gateway.openapi import build_document
 from gateway.peers import Peers
@@ -51,6 +52,8 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
 
     middleware = [
         Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        # Inside the size limit: a replayed answer never needs a body larger than allowed.
+        Middleware(IdempotencyKeys),
         Middleware(
             CORSMiddleware,
             allow_origins=settings.allowed_origins(),
