@@ -51,12 +51,6 @@ def principal() -> Principal:
     return found
 
 
-def require_service() -> None:
-    """Refuses callers that are not services (cross-tenant and maintenance RPCs)."""
-    if not principal().is_service:
-        raise errors.PermissionDenied("this call is for services only")
-
-
 def client_address() -> str:
     """The end user's address: the gateway's word for it when the gateway called, else the peer."""
     return _client_address.get()

@@ -13,9 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from workpulse.auth.v1 import auth_reporting_pb2 as pb
 from workpulse.auth.v1 import auth_reporting_pb2_grpc
-from workpulse.errors import PermissionDenied
 from workpulse.grpc_server import Servicer
-from workpulse.interceptors import principal
 
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE_NAME = "workpulse.auth.v1.AuthReportingService"
@@ -36,8 +34,6 @@ class AuthReportingServicer(auth_reporting_pb2_grpc.AuthReportingServiceServicer
     async def StreamUserZones(
         self, request: pb.StreamUserZonesRequest, context: Context
     ) -> AsyncIterator[pb.StreamUserZonesResponse]:
-        if not principal().is_service:
-            raise PermissionDenied("reporting is for services only")
         async with self._engine.connect() as conn:
             result = await conn.stream(text(_ZONES))
             async for rows in result.partitions(request.batch_size or DEFAULT_BATCH):

@@ -22,7 +22,6 @@ from workpulse.errors import InvalidArgument
 from workpulse.grpc_server import Servicer
 from workpulse.ingest.v1 import ingest_reporting_pb2 as pb
 from workpulse.ingest.v1 import ingest_reporting_pb2_grpc
-from workpulse.interceptors import require_service
 from workpulse.timestamps import to_datetime
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -112,7 +111,6 @@ class IngestReportingServicer(ingest_reporting_pb2_grpc.IngestReportingServiceSe
     async def StreamActivityTotals(
         self, request: pb.StreamActivityTotalsRequest, context: Context
     ) -> AsyncIterator[pb.StreamActivityTotalsResponse]:
-        require_service()
         if len(request.windows) > MAX_WINDOWS:
             raise InvalidArgument(f"at most {MAX_WINDOWS} windows per call", field="windows")
         if not request.windows:
@@ -167,7 +165,6 @@ class IngestReportingServicer(ingest_reporting_pb2_grpc.IngestReportingServiceSe
     async def EnsurePartitions(
         self, request: pb.EnsurePartitionsRequest, context: Context
     ) -> pb.EnsurePartitionsResponse:
-        require_service()
         if not 0 <= request.days_ahead <= 366:
             raise InvalidArgument("days_ahead must be between 0 and 366", field="days_ahead")
         if request.retention_days < 0:

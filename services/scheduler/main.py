@@ -20,16 +20,15 @@ from services.scheduler.domain import JOBS, Thresholds
 from services.scheduler.jobs import JobConfig, JobContext
 from services.scheduler.mesh import GrpcPeers
 from services.scheduler.runner import JobRunner
-from services.scheduler.servicer import SERVICE_NAME, SchedulerServicer
+from services.scheduler.servicer import SchedulerServicer, mounted
 from services.scheduler.use_cases import Reports
 from workpulse import runtime
 from workpulse.db import UnitOfWork, create_engine
 from workpulse.grpc_client import channel
-from workpulse.grpc_server import RunningServer, Servicer, build_server, serve
+from workpulse.grpc_server import RunningServer, build_server, serve
 from workpulse.outbox import EVENTS_TOPIC, OutboxRelay, StreamPublisher
 from workpulse.postgres import MAINTENANCE_ROLE
 from workpulse.redisconn import Keys, create_client
-from workpulse.scheduler.v1 import scheduler_pb2_grpc
 from workpulse.settings import GrpcServiceSettings, load
 
 SCHEMA = "scheduler"
@@ -138,7 +137,6 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     redis = create_client(settings.redis_url)
     keys = Keys(settings.redis_prefix)
     servicer = SchedulerServicer(Reports(UnitOfWork(wiring.engine), wiring.peers), wiring.runner)
-    add = scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server
     relay = OutboxRelay(
         wiring.maintenance,
         SCHEMA,
@@ -148,7 +146,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     relay_task = asyncio.create_task(relay.run(), name="scheduler-outbox-relay")
     try:
         running = await build_server(
-            [Servicer(SERVICE_NAME, lambda server: add(servicer, server), service_methods=("RunJob",))],
+            [mounted(servicer)],
             runtime.token_verifier(settings),
             host=settings.grpc_host,
             port=settings.grpc_port,

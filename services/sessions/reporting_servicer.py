@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from workpulse.errors import InvalidArgument
 from workpulse.grpc_server import Servicer
-from workpulse.interceptors import require_service
 from workpulse.sessions.v1 import sessions_reporting_pb2 as pb
 from workpulse.sessions.v1 import sessions_reporting_pb2_grpc
 from workpulse.timestamps import to_datetime
@@ -72,7 +71,6 @@ class SessionsReportingServicer(sessions_reporting_pb2_grpc.SessionsReportingSer
     async def StreamWorkTotals(
         self, request: pb.StreamWorkTotalsRequest, context: Context
     ) -> AsyncIterator[pb.StreamWorkTotalsResponse]:
-        require_service()
         if len(request.windows) > MAX_WINDOWS:
             raise InvalidArgument(f"at most {MAX_WINDOWS} windows per call", field="windows")
         as_of = to_datetime(request.as_of) if request.HasField("as_of") else datetime.now(UTC)
@@ -104,7 +102,6 @@ class SessionsReportingServicer(sessions_reporting_pb2_grpc.SessionsReportingSer
     async def StreamIdleSessions(
         self, request: pb.StreamIdleSessionsRequest, context: Context
     ) -> AsyncIterator[pb.StreamIdleSessionsResponse]:
-        require_service()
         if request.default_idle_minutes <= 0:
             raise InvalidArgument("default_idle_minutes must be positive", field="default_idle_minutes")
         params = {

@@ -21,13 +21,13 @@ from services.ingest.reporting_servicer import reporting_servicer as ingest_repo
 from services.scheduler.jobs import JobConfig, JobContext
 from services.scheduler.mesh import GrpcPeers, Peers
 from services.scheduler.runner import JobRunner
-from services.scheduler.servicer import SERVICE_NAME, SchedulerServicer
+from services.scheduler.servicer import SchedulerServicer, mounted
 from services.scheduler.use_cases import Reports
 from services.sessions.reporting_servicer import reporting_servicer as sessions_reporting
 from tests.support import TokenFactory
 from workpulse.db import UnitOfWork, create_engine
 from workpulse.grpc_client import channel
-from workpulse.grpc_server import RunningServer, Servicer, build_server
+from workpulse.grpc_server import RunningServer, build_server
 from workpulse.identity import ServiceIdentity, TokenVerifier, load_private_key, load_public_key
 from workpulse.postgres import MAINTENANCE_ROLE
 from workpulse.scheduler.v1 import scheduler_pb2_grpc
@@ -80,8 +80,7 @@ async def rig(database_url: str, key_dir: Path) -> AsyncIterator[Rig]:
     peers = GrpcPeers(*peer_channels, identity=identity, zone_ttl=0.0)
     rig = Rig(reporting, maintenance, engine, peers, None)  # type: ignore[arg-type]
     servicer = SchedulerServicer(Reports(UnitOfWork(engine), peers), rig.runner(runner_id="rpc"))
-    add = scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server
-    scheduler = await build_server([Servicer(SERVICE_NAME, lambda server: add(servicer, server))], verifier)
+    scheduler = await build_server([mounted(servicer)], verifier)
     rig.scheduler = scheduler
     scheduler_channel = channel(f"127.0.0.1:{scheduler.port}")
     peer_channels.append(scheduler_channel)
