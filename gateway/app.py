@@ -15,7 +15,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from gateway import realtime
-from gateway.errors import HTTPError, on_http_error, on_starlette_error, on_unexpected
+from gateway.callers import on_http_error
+from gateway.errors import HTTPError, on_starlette_error, on_unexpected
 from gateway.health import health
 from gateway.idempotency import IdempotencyKeys
 from gateway.limits import BodySizeLimit

@@ -30,11 +30,6 @@ def error_response(status: int, message: str, path: str, headers: dict[str, str]
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPError)
-    return error_response(exc.status, exc.message, request.url.path, exc.headers)
-
-
 async def on_starlette_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     return error_response(exc.status_code, str(exc.detail), request.url.path, dict(exc.headers or {}))

@@ -106,6 +106,7 @@ class Operation:
     query: tuple[Query, ...]
     headers: Mapping[str, str]
     responses: Mapping[int, object] = field(default_factory=dict)
+    roles: tuple[str, ...] = ()
 
 
 def documented(
@@ -120,6 +121,7 @@ def documented(
     query: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
     responses: Mapping[int, object] | None = None,
+    roles: tuple[str, ...] = (),
 ) -> Callable[[F], F]:
     """Describes a handler.
 
@@ -129,13 +131,15 @@ def documented(
     ``errors``: every error status it can answer, each with the Error body. ``headers``:
     the success's response headers, name to description. ``responses``: other statuses
     whose body is not the Error body (health's 503), status to a ``response``-like value.
+    ``roles``: the only roles the route's service admits (empty: every role), so a caller
+    of another role is refused (403) before its request is judged (see gateway.callers).
     Names rather than imports, so that documenting a route touches only these arguments.
     """
     params = tuple(parse_query(name, spec) for name, spec in (query or {}).items())
 
     def mark(endpoint: F) -> F:
         endpoint.__openapi__ = Operation(  # type: ignore[attr-defined]
-            summary, body, response, status, media_type, auth, errors, params, headers or {}, responses or {}
+            summary, body, response, status, media_type, auth, errors, params, headers or {}, responses or {}, roles
         )
         return endpoint
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from gateway.callers import ADMINS, MANAGING
 from gateway.errors import HTTPError
 from gateway.openapi import documented
 from gateway.rpc import call, parse_body, peers
@@ -257,6 +258,7 @@ async def list_users(request: Request) -> JSONResponse:
 
 @documented(
     "Invite someone to the organization (admins; managers cannot invite admins)",
+    roles=MANAGING,
     body=InviteBody,
     response="Invite",
     status=201,
@@ -283,6 +285,7 @@ async def create_invite(request: Request) -> JSONResponse:
 
 @documented(
     "Rename the caller's organization's workspace (admins); the old name stops working for log-in",
+    roles=ADMINS,
     body=WorkspaceBody,
     response="Organization",
     errors=(400, 401, 403, 409, 413, 415, 503),

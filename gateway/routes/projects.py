@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from gateway.callers import MANAGING
 from gateway.openapi import documented
 from gateway.routes.sessions import sessions_stub
 from gateway.rpc import call, parse_body
@@ -40,6 +41,7 @@ def project_json(project: sessions_pb2.Project) -> dict[str, Any]:
 
 @documented(
     "Create a project (managers, admins)",
+    roles=MANAGING,
     body=CreateProjectBody,
     response="Project",
     status=201,
@@ -67,6 +69,7 @@ async def get_project(request: Request) -> JSONResponse:
 
 @documented(
     "Rename or describe a project (managers, admins)",
+    roles=MANAGING,
     body=UpdateProjectBody,
     response="Project",
     errors=(400, 401, 403, 404, 409, 413, 415, 429, 503),
@@ -85,6 +88,7 @@ async def update_project(request: Request) -> JSONResponse:
 
 @documented(
     "Delete a project (managers, admins); its sessions are kept",
+    roles=MANAGING,
     response="ProjectDeleted",
     errors=(400, 401, 403, 404, 429, 503),
 )

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from gateway.callers import ADMINS, MANAGING
 from gateway.errors import HTTPError
 from gateway.openapi import documented
 from gateway.rpc import call, http_error_of, outgoing_metadata, parse_body, peers
@@ -209,6 +210,7 @@ async def get_settings(request: Request) -> JSONResponse:
 
 @documented(
     "Change the organization's alert thresholds (admins)",
+    roles=ADMINS,
     body=SettingsBody,
     response="AlertSettings",
     errors=(400, 401, 403, 413, 415, 503),
@@ -247,6 +249,7 @@ def _csv_rows(summaries: Any) -> str:
 
 @documented(
     "The organization's daily summaries as CSV; ?startDate=&endDate=&userId= (managers and admins)",
+    roles=MANAGING,
     response=str,
     media_type="text/csv",
     query={
