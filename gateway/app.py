@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -16,6 +15,7 @@ from starlette.types import ASGIApp
 
 from gateway import realtime
 from gateway.callers import on_http_error
+from gateway.cors import StandardCors
 from gateway.errors import HTTPError, on_starlette_error, on_unexpected
 from gateway.health import health
 from gateway.idempotency import IdempotencyKeys
@@ -55,12 +55,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
         Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
         # Inside the size limit: a replayed answer never needs a body larger than allowed.
         Middleware(IdempotencyKeys),
-        Middleware(
-            CORSMiddleware,
-            allow_origins=settings.allowed_origins(),
-            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["authorization", "content-type"],
-        ),
+        Middleware(StandardCors, origins=settings.allowed_origins()),
     ]
     app = Starlette(
         routes=routes,

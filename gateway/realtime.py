@@ -45,6 +45,7 @@ from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from gateway.cors import origin_admitted
 from gateway.errors import HTTPError
 from gateway.peers import Peers
 from gateway.realtime_snapshot import SESSION_UPDATE, active_session_update, user_metadata
@@ -248,6 +249,10 @@ def _token_of(ws: WebSocket) -> tuple[str, str | None]:
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:
+    settings: GatewaySettings = ws.app.state.settings
+    if not origin_admitted(settings.allowed_origins(), ws.headers.get("origin")):
+        await ws.close(1008)  # before accepting: the handshake is answered 403
+        return
     token, subprotocol = _token_of(ws)
     peers: Peers = ws.app.state.peers
     client = ws.client.host if ws.client else ""
@@ -311,8 +316,10 @@ class SocketIOEndpoint:
     def __init__(self, app: Starlette, settings: GatewaySettings) -> None:
         origins = settings.allowed_origins()
         self.app = app
+        # The rule of gateway.cors.origin_admitted: with a list, Engine.IO refuses any other
+        # Origin (both transports); without one, no check ([]; None would mean same-origin).
         self.sio = socketio.AsyncServer(
-            async_mode="asgi", cors_allowed_origins="*" if "*" in origins else origins or None, logger=False
+            async_mode="asgi", cors_allowed_origins="*" if "*" in origins else origins, logger=False
         )
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import socketio
 
-from tests.realtime.clients import WsListener
+from tests.realtime.clients import WsListener, polite_or_dropped
 from tests.support import Mesh, TokenFactory, start_mesh
 
 pytestmark = pytest.mark.e2e
@@ -138,7 +138,7 @@ async def _exercise(mesh: Mesh, tokens: TokenFactory) -> list[str]:
             transports=transports,
             wait_timeout=10,
         )
-        await client.disconnect()
+        await polite_or_dropped(client, transports)
     refused_sio = socketio.AsyncClient(reconnection=False)
     with pytest.raises(socketio.exceptions.ConnectionError):
         await refused_sio.connect(mesh.gateway_url, auth={"token": bad}, transports=["websocket"], wait_timeout=10)

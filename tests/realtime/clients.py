@@ -202,3 +202,12 @@ class SioListener:
 
     async def close(self) -> None:
         await self.client.disconnect()
+
+
+async def polite_or_dropped(client: Any, transports: list[str]) -> None:
+    """Ends a Socket.IO client's connection. Over polling, Engine.IO answers a client's close
+    only at the next ping (25 s), so that connection is dropped rather than closed."""
+    if transports == ["polling"]:
+        await client.eio.disconnect(abort=True)
+    else:
+        await client.disconnect()
