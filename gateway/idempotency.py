@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from typing import Any
 
 from redis.asyncio import Redis
@@ -31,9 +32,12 @@ from workpulse.redisconn import Keys
 HEADER = b"idempotency-key"
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 KEEP_SECONDS = 24 * 3600
-# Longer than any request may take (the gateway's RPC deadline), so a crashed first
-# attempt frees its key for the retry.
-IN_FLIGHT_SECONDS = 60
+# How long past the gateway's RPC deadline a first attempt holds its key: no request takes
+# longer (each route makes one call, under that deadline), so a key still held then belongs
+# to a gateway that died mid-request, and the retry may run. Activity routes make that
+# re-run safe: an event sent without an id carries one derived from the key
+# (gateway.routes.activity), which ingest recognises.
+IN_FLIGHT_MARGIN_SECONDS = 5
 MAX_KEY_LENGTH = 255
 _IN_FLIGHT = "in-flight"
 
@@ -65,9 +69,8 @@ class IdempotencyKeys:
         slot = keys.key("idempotency", hashlib.sha256(f"{caller}\n{key}".encode()).hexdigest())
         fingerprint = hashlib.sha256(b"\n".join([scope["method"].encode(), path.encode(), body])).hexdigest()
 
-        claimed = await redis.set(
-            slot, json.dumps({"state": _IN_FLIGHT, "fp": fingerprint}), nx=True, ex=IN_FLIGHT_SECONDS
-        )
+        in_flight = math.ceil(state.settings.rpc_timeout_seconds) + IN_FLIGHT_MARGIN_SECONDS
+        claimed = await redis.set(slot, json.dumps({"state": _IN_FLIGHT, "fp": fingerprint}), nx=True, ex=in_flight)
         if not claimed:
             await _answer_from(await redis.get(slot), fingerprint, path, scope, receive, send)
             return

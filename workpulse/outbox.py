@@ -135,6 +135,16 @@ class OutboxRelay:
         under load, and SQLAlchemy's per-statement work was a quarter of its cost."""
         handler = self._handlers[topic]
         async with self._uow.direct(None) as conn:
+            # One publisher per outbox and topic at a time, across replicas: with two, one
+            # could publish a later batch while another still holds an earlier one (a
+            # USER_REGISTERED before its ORGANIZATION_CREATED). The others skip; the
+            # holder's drain loop takes what they would have.
+            cursor = await conn.execute(
+                "select pg_try_advisory_xact_lock(hashtext(%s))", [f"{self._schema}.outbox:{topic}"]
+            )
+            held = await cursor.fetchone()
+            if held is None or not held[0]:
+                return 0
             cursor = await conn.execute(
                 f"select id, organization_id::text, topic, event_type, payload, created_at "
                 f"from {self._schema}.outbox where published_at is null and topic = %s "

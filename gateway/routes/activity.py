@@ -8,6 +8,7 @@ are the ingest service's.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -141,10 +142,15 @@ def _totals(session: ingest_pb2.SessionTotals) -> dict[str, Any]:
 async def record_activity(request: Request) -> JSONResponse:
     session_id = path_id(request, "session_id")
     body = await parse_body(request, EventBody)
+    event = body.message()
+    key = request.headers.get("idempotency-key")
+    if key and not event.client_event_id:
+        # The original's clients send neither an id nor a timestamp, so ingest stamps the
+        # event and cannot tell a resend from a new one. A resend that runs again (its
+        # first attempt's gateway died holding the key) carries this same id: a duplicate.
+        event.client_event_id = "idempotency:" + hashlib.sha256(key.strip().encode()).hexdigest()[:40]
     reply = await call(
-        request,
-        _ingest(request).RecordActivity,
-        ingest_pb2.RecordActivityRequest(session_id=session_id, event=body.message()),
+        request, _ingest(request).RecordActivity, ingest_pb2.RecordActivityRequest(session_id=session_id, event=event)
     )
     duplicate = reply.status == ingest_pb2.EVENT_STATUS_DUPLICATE
     return JSONResponse(

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import OperationalError
 
-from services.ingest.domain import NewEvent, SessionWindow, TotalsDelta, totals_delta
+from services.ingest.domain import MAX_CLOCK_SKEW, NewEvent, RejectReason, SessionWindow, TotalsDelta, totals_delta
 from services.ingest.repository import ActivityLogRepository, PendingHandoff
 from workpulse.db import UnitOfWork
 
@@ -40,6 +40,9 @@ class StoredBatch:
     # Sessions of which some submitted event was already stored: an earlier attempt of
     # it may have died between its commit and its hand-off.
     repeated: frozenset[str]
+    # Per write, its events refused on what the transaction found: stamped after the
+    # session's final end, or an id stored with another timestamp.
+    refused: list[dict[tuple[str, datetime], RejectReason]]
 
 
 class ActivityStore:
@@ -55,32 +58,90 @@ class ActivityStore:
             ((w.window.session_id, w.window.user_id, e) for w, mine in zip(writes, owned, strict=True) for e in mine),
             key=lambda r: (r[0], r[2].client_event_id, r[2].timestamp),
         )
+        latest: dict[str, datetime] = {}
+        for session_id, _, event in rows:
+            latest[session_id] = max(latest.get(session_id, event.timestamp), event.timestamp)
 
-        async def transaction() -> tuple[set[tuple[str, str, datetime]], list[PendingHandoff]]:
+        async def transaction() -> tuple[set[Identity], dict[Identity, RejectReason], list[PendingHandoff]]:
             async with self._uow.direct(organization_id) as conn:
                 log = ActivityLogRepository(conn)
+                # First, so the sessions' ends cannot move while this write decides.
+                ends = await log.hold_bounds(organization_id, latest) if rows else {}
+                refused: dict[Identity, RejectReason] = {}
+                kept = []
+                for row in rows:
+                    end = ends.get(row[0])
+                    if end is not None and row[2].timestamp > end:
+                        refused[(row[0], *row[2].key)] = RejectReason.AFTER_SESSION_END
+                    else:
+                        kept.append(row)
                 starts = {sid: w.start_time for sid, w in windows.items()}
-                stored = await log.insert_new(organization_id, rows, starts)
-                every = len(stored) == len(rows)
+                stored = await log.insert_new(organization_id, kept, starts)
+                refused |= await _conflicts(log, organization_id, writes, stored, refused, starts)
+                every = len(stored) == len(kept)
                 new_by_session: dict[str, list[NewEvent]] = defaultdict(list)
-                for session_id, _, event in rows:
-                    if every or (session_id, event.client_event_id, event.timestamp) in stored:
+                for session_id, _, event in kept:
+                    if every or (session_id, *event.key) in stored:
                         new_by_session[session_id].append(event)
                 deltas = [d for sid, new in new_by_session.items() if (d := totals_delta(windows[sid], new))]
                 recorded = [_recorded_event(d) for d in deltas]
                 ids = await log.record_outbox(organization_id, deltas, recorded)
-            return stored, [PendingHandoff(ids[d.session_id], d) for d in deltas]
+            return stored, refused, [PendingHandoff(ids[d.session_id], d) for d in deltas]
 
-        stored, handoffs = await _reconnecting(lambda: self._uow.retrying(transaction))
-        every = len(stored) == len(rows)
+        stored, refused, handoffs = await _reconnecting(lambda: self._uow.retrying(transaction))
         fresh = [
-            mine if every else [e for e in mine if (w.window.session_id, e.client_event_id, e.timestamp) in stored]
-            for w, mine in zip(writes, owned, strict=True)
+            [e for e in mine if (w.window.session_id, *e.key) in stored] for w, mine in zip(writes, owned, strict=True)
+        ]
+        refusals = [
+            {e.key: reason for e in w.events if (reason := refused.get((w.window.session_id, *e.key))) is not None}
+            for w in writes
         ]
         repeated = frozenset(
-            w.window.session_id for w, new in zip(writes, fresh, strict=True) if len(new) < len(w.events)
+            w.window.session_id
+            for w, new, no in zip(writes, fresh, refusals, strict=True)
+            if len(new) + len(no) < len(w.events)
         )
-        return StoredBatch(fresh, handoffs, repeated)
+        return StoredBatch(fresh, handoffs, repeated, refusals)
+
+    async def close(self, organization_id: str, session_id: str) -> datetime:
+        """Ends the session's window for good (see ActivityLogRepository.close_session)."""
+
+        async def transaction() -> datetime:
+            async with self._uow.direct(organization_id) as conn:
+                return await ActivityLogRepository(conn).close_session(organization_id, session_id)
+
+        return await _reconnecting(lambda: self._uow.retrying(transaction))
+
+
+Identity = tuple[str, str, datetime]  # (session id, client event id, timestamp)
+
+
+async def _conflicts(
+    log: ActivityLogRepository,
+    organization_id: str,
+    writes: list[ActivityWrite],
+    stored: set[Identity],
+    refused: dict[Identity, RejectReason],
+    starts: dict[str, datetime],
+) -> dict[Identity, RejectReason]:
+    """The events not stored whose client-chosen id is stored with another timestamp.
+    Asked only when some such event was not new (a resend, or a conflict): its row is
+    then either itself (a duplicate) or another timestamp's (a conflict)."""
+    unsure = (
+        {
+            (w.window.session_id, *e.key)
+            for w in writes
+            for e in w.events
+            if e.client_chose_id and not e.match_any_timestamp
+        }
+        - stored
+        - refused.keys()
+    )
+    if not unsure:
+        return {}
+    earliest = min(starts[s] for s, _, _ in unsure) - MAX_CLOCK_SKEW
+    found = await log.stored_stamps(organization_id, sorted({(s, c) for s, c, _ in unsure}), earliest)
+    return {identity: RejectReason.EVENT_ID_CONFLICT for identity in unsure - found}
 
 
 def _owned(writes: list[ActivityWrite]) -> list[list[NewEvent]]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 
@@ -26,6 +26,9 @@ MAX_CLIENT_EVENT_ID = 128
 # stored stamped earlier than its start less this (the de-duplication search relies on it).
 MAX_CLOCK_SKEW = timedelta(hours=1)
 ACTIVITY_TYPES = ("active", "idle")
+# The allowance of a stream whose agent sends its clock: its timestamps are corrected by
+# the measured offset, so only the measurement's error is left to allow for.
+STREAM_CLOCK_ALLOWANCE = timedelta(seconds=2)
 
 
 class EventStatus(Enum):
@@ -43,6 +46,15 @@ class RejectReason(Enum):
     AFTER_SESSION_END = "after_session_end"
     FIELD_TOO_LONG = "field_too_long"
     INVALID_TEXT = "invalid_text"
+    EVENT_ID_CONFLICT = "event_id_conflict"
+
+
+# What the store refuses once it sees what is stored (see ActivityStore): an event stamped
+# after the session's final end, and an event id already stored with another timestamp.
+REFUSAL_MESSAGES = {
+    RejectReason.AFTER_SESSION_END: "timestamp: after the session ended",
+    RejectReason.EVENT_ID_CONFLICT: "client_event_id: already stored in this session with another timestamp",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +70,46 @@ class IncomingEvent:
     client_event_id: str = ""
 
 
+@dataclass
+class AgentClock:
+    """The offset of one agent's clock, measured over its stream.
+
+    Each batch says when the agent sent it; the server's clock on arrival minus that is
+    the offset plus the network's delay, which only ever adds: the smallest difference
+    seen is the best estimate. Timestamps are corrected only when the offset exceeds the
+    stream's allowance (a synchronised clock's stamps stay exactly as sent), and by whole
+    seconds, so a resend on a new stream, measured again, keeps its timestamp (and so
+    its identity) in all but rare cases; where it does not, the event's id is already
+    stored with the other timestamp and the resend is refused, never counted twice.
+    """
+
+    offset: timedelta | None = None
+
+    def observe(self, agent_time: datetime, arrived: datetime) -> None:
+        difference = arrived - agent_time
+        if self.offset is None or difference < self.offset:
+            self.offset = difference
+
+    @property
+    def correction(self) -> timedelta:
+        if self.offset is None or abs(self.offset) <= STREAM_CLOCK_ALLOWANCE:
+            return timedelta(0)
+        return timedelta(seconds=round(self.offset.total_seconds()))
+
+    def corrected(self, event: IncomingEvent) -> IncomingEvent:
+        shift = self.correction
+        if not shift or event.timestamp is None:
+            return event
+        return replace(event, timestamp=event.timestamp + shift)
+
+
 @dataclass(frozen=True, slots=True)
 class SessionWindow:
     """What ingest needs to know of a session: whose it is and when it ran.
 
-    ``observed_at`` is when the session was read; while it was active then, nothing
-    stamped later than that (plus skew) is admitted, so a stop that commits meanwhile
-    can never let through an event stamped after its end.
+    A copy may be a few seconds old, so ``end_time`` here only refuses early what the
+    store refuses anyway: the session's final end is its bounds row, read under a lock
+    by every write (see ActivityStore), never a cached copy.
     """
 
     organization_id: str
@@ -72,7 +117,6 @@ class SessionWindow:
     user_id: str
     start_time: datetime
     end_time: datetime | None
-    observed_at: datetime
 
     @property
     def stopped(self) -> bool:
@@ -93,6 +137,9 @@ class NewEvent:
     # A client id without a timestamp: the server stamped it, so a retry carries another
     # timestamp and is recognised by the client id alone.
     match_any_timestamp: bool = False
+    # The client chose the id (not derived from the content, nor the server's): one id
+    # names one event, so the same id stored with another timestamp is a conflict.
+    client_chose_id: bool = False
 
     @property
     def key(self) -> tuple[str, datetime]:
@@ -106,6 +153,11 @@ class EventOutcome:
     status: EventStatus
     reason: RejectReason | None = None
     message: str = ""
+
+
+def refusal(index: int, client_event_id: str, reason: RejectReason) -> EventOutcome:
+    """The outcome of an event refused for one of REFUSAL_MESSAGES' reasons."""
+    return EventOutcome(index, client_event_id, EventStatus.REJECTED, reason, REFUSAL_MESSAGES[reason])
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +200,8 @@ class WriteResult:
 
     stored: frozenset[tuple[str, datetime]]
     totals: SessionTotals | None
+    # Admitted events the store refused on what it found stored (REFUSAL_MESSAGES).
+    refused: Mapping[tuple[str, datetime], RejectReason] = field(default_factory=dict)
 
 
 @dataclass
@@ -177,11 +231,15 @@ class Admission:
     repeated: list[EventOutcome] = field(default_factory=list)
 
 
-def require_session_id(value: str) -> str:
+def require_uuid(value: str, field: str) -> str:
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise InvalidArgument("session_id: must be a UUID", field="session_id") from None
+        raise InvalidArgument(f"{field}: must be a UUID", field=field) from None
+
+
+def require_session_id(value: str) -> str:
+    return require_uuid(value, "session_id")
 
 
 def derive_client_event_id(session_id: str, event: IncomingEvent, timestamp: datetime) -> str:
@@ -221,9 +279,10 @@ def _check(
     stamp = event.timestamp or now
     if stamp < window.start_time - skew:
         return RejectReason.BEFORE_SESSION_START, "timestamp: before the session started"
-    if window.end_time is not None and stamp > window.end_time + skew:
-        return RejectReason.AFTER_SESSION_END, "timestamp: after the session ended"
-    if stamp > min(now, window.observed_at) + skew:
+    if window.end_time is not None and stamp > window.end_time:
+        # A stop is final: no allowance after it (the store enforces it under a lock too).
+        return RejectReason.AFTER_SESSION_END, REFUSAL_MESSAGES[RejectReason.AFTER_SESSION_END]
+    if stamp > now + skew:
         return RejectReason.TIMESTAMP_IN_FUTURE, "timestamp: in the future"
     return None
 
@@ -239,6 +298,7 @@ def admit(
     """Checks each event; rejected ones get a reason, repeats within the request are duplicates."""
     result = Admission()
     seen: set[tuple[str, datetime]] = set()
+    chosen: dict[str, datetime] = {}
     for index, event in enumerate(events):
         if event.timestamp is None and require_timestamp:
             result.rejected.append(
@@ -272,9 +332,16 @@ def admit(
             event.url or None,
             event.screenshot_timestamp,
             match_any_timestamp=bool(event.client_event_id) and event.timestamp is None,
+            client_chose_id=bool(event.client_event_id),
         )
         if new.key in seen:
             result.repeated.append(EventOutcome(index, client_id, EventStatus.DUPLICATE))
+            continue
+        if new.client_chose_id and chosen.setdefault(client_id, stamp) != stamp:
+            reason = RejectReason.EVENT_ID_CONFLICT
+            result.rejected.append(
+                EventOutcome(index, client_id, EventStatus.REJECTED, reason, REFUSAL_MESSAGES[reason])
+            )
             continue
         seen.add(new.key)
         result.admitted.append((index, new))

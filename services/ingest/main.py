@@ -20,7 +20,7 @@ from services.ingest.partitions import ensure_partitions
 from services.ingest.presence import AgentPresence
 from services.ingest.reporting_servicer import reporting_servicer
 from services.ingest.repository import SCHEMA
-from services.ingest.servicer import SERVICE_NAME, IngestServicer
+from services.ingest.servicer import SERVICE_METHODS, SERVICE_NAME, IngestServicer
 from services.ingest.sessions_peer import SessionsPeer
 from services.ingest.use_cases import Ingest
 from services.ingest.writer import ActivityWriter
@@ -42,10 +42,11 @@ class Settings(GrpcServiceSettings):
     sessions_addr: str = Field(description="host:port of the sessions service")
     realtime_addr: str | None = Field(None, description="realtime service; agent streams hold presence there")
     ingest_clock_skew_seconds: float = Field(
-        120.0,
+        5.0,
         ge=0,
         le=MAX_CLOCK_SKEW.total_seconds(),
-        description="allowance for agents' clocks at both ends of a session window",
+        description="allowance for the clocks of clients that do not send theirs (REST, batches): how far an "
+        "event may be stamped in the future or before its session's start; streams measure their agent's offset",
     )
     ingest_requests_per_minute: int = Field(6000, ge=1, description="per-user budget of activity requests/batches")
     ingest_stream_max_in_flight: int = Field(4, ge=1, le=64, description="unacknowledged batches read per stream")
@@ -88,21 +89,20 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     redis = create_client(settings.redis_url)
     keys = Keys(settings.redis_prefix)
     sessions_channel = channel(settings.sessions_addr, identity=runtime.service_identity("ingest", settings))
-    # A window read while active bounds what is admitted (SessionWindow); trusting it for
-    # a fraction of the skew allowance keeps that bound from rejecting live events.
-    sessions = SessionsPeer(
-        sessions_pb2_grpc.SessionsServiceStub(sessions_channel),
-        active_ttl=min(5.0, settings.ingest_clock_skew_seconds / 4),
-    )
+    # A stop is enforced by the store under a lock (ActivityStore), not by cached windows:
+    # an active one is re-read every few seconds only to refuse stopped sessions early.
+    sessions = SessionsPeer(sessions_pb2_grpc.SessionsServiceStub(sessions_channel), active_ttl=5.0)
     uow = UnitOfWork(engine)
     handoff = TotalsHandoff(uow, maintenance, sessions, redeliver_after_seconds=settings.ingest_redeliver_after_seconds)
-    writer = ActivityWriter(ActivityStore(uow), handoff, max_concurrent=settings.ingest_max_concurrent_writes)
+    store = ActivityStore(uow)
+    writer = ActivityWriter(store, handoff, max_concurrent=settings.ingest_max_concurrent_writes)
     # Counted in memory, reconciled with Redis in the background: no round trip per request.
     limiter = BufferedRateLimiter(redis)
     ingest = Ingest(
         sessions=sessions,
         writer=writer,
         budget=RequestBudget(limiter, keys, requests_per_minute=settings.ingest_requests_per_minute),
+        bounds=store,
         clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
     )
     realtime_channel = (
@@ -113,7 +113,10 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     presence = AgentPresence(realtime_pb2_grpc.RealtimeServiceStub(realtime_channel) if realtime_channel else None)
     servicer = IngestServicer(ingest, presence, max_in_flight=settings.ingest_stream_max_in_flight)
     add = ingest_pb2_grpc.add_IngestServiceServicer_to_server
-    servicers = [Servicer(SERVICE_NAME, lambda server: add(servicer, server)), *contributed_servicers(maintenance)]
+    servicers = [
+        Servicer(SERVICE_NAME, lambda server: add(servicer, server), service_methods=SERVICE_METHODS),
+        *contributed_servicers(maintenance),
+    ]
     relay = OutboxRelay(
         maintenance,
         SCHEMA,

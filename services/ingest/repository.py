@@ -20,11 +20,12 @@ TOTALS_EVENT = "SESSION_TOTALS_DELTA"
 ACTIVITY_RECORDED = "ACTIVITY_RECORDED"
 
 # Duplicates are skipped by the primary key; an event whose client id came without a
-# timestamp is also a duplicate of any stored event of the session with that client id.
-# That search is bounded below by the earliest moment any event of the session can carry
-# (its start less the largest clock skew allowed), so the partitions of days before the
-# session are pruned at run time: its cost follows the session, not the organization's
-# whole history.
+# timestamp is also a duplicate of any stored event of the session with that client id,
+# and one whose client id came with another timestamp than the stored one's is a conflict
+# (one id names one event), also not stored. That search is bounded below by the earliest
+# moment any event of the session can carry (its start less the largest clock skew
+# allowed), so the partitions of days before the session are pruned at run time: its
+# cost follows the session, not the organization's whole history.
 # Written for psycopg directly: %(name)b sends each array in binary, which costs a third
 # of the text format's client-side encoding (the hot path of a 500-event batch).
 _INSERT_EVENTS = """
@@ -34,14 +35,45 @@ _INSERT_EVENTS = """
         e.shot, e.cid
     from unnest(%(sessions)b::uuid[], %(users)b::uuid[], %(stamps)b::timestamptz[], %(types)b::text[],
         %(durations)b::integer[], %(apps)b::text[], %(urls)b::text[], %(shots)b::timestamptz[], %(cids)b::text[],
-        %(any_stamp)b::boolean[], %(earliest)b::timestamptz[])
-        as e(session_id, user_id, ts, activity_type, duration, app_name, url, shot, cid, any_stamp, earliest)
-    where not e.any_stamp or not exists (
+        %(any_stamp)b::boolean[], %(chosen)b::boolean[], %(earliest)b::timestamptz[])
+        as e(session_id, user_id, ts, activity_type, duration, app_name, url, shot, cid, any_stamp, chosen, earliest)
+    where not e.chosen or not exists (
         select 1 from ingest.activity_logs a
         where a.organization_id = %(org)b::uuid and a.session_id = e.session_id and a.client_event_id = e.cid
-          and a."timestamp" >= e.earliest)
+          and a."timestamp" >= e.earliest and (e.any_stamp or a."timestamp" <> e.ts))
     on conflict do nothing
     returning session_id::text, client_event_id, "timestamp"
+"""
+
+# The bounds row of each session a write touches, locked for the transaction (an upsert
+# locks the row it finds): a concurrent CloseSession waits for the write, or the write
+# for it, so the end it returns is final. Open sessions record the write's latest stamp.
+_HOLD_BOUNDS = """
+    insert into ingest.session_bounds as b (organization_id, session_id, latest_stamp)
+    select %(org)s::uuid, t.session_id, t.latest
+    from unnest(%(sessions)s::uuid[], %(latest)s::timestamptz[]) as t(session_id, latest)
+    on conflict (organization_id, session_id) do update
+        set latest_stamp = case when b.end_time is null then greatest(b.latest_stamp, excluded.latest_stamp)
+                                else b.latest_stamp end
+    returning session_id::text, end_time
+"""
+
+_STORED_STAMPS = """
+    select a.session_id::text, a.client_event_id, a."timestamp"
+    from ingest.activity_logs a
+    join unnest(%(sessions)s::uuid[], %(cids)s::text[]) as w(session_id, cid)
+      on a.session_id = w.session_id and a.client_event_id = w.cid
+    where a.organization_id = %(org)s::uuid and a."timestamp" >= %(earliest)s
+"""
+
+# The end is the later of the database's clock and the latest stored stamp, so no event
+# stored before the close lies after it (an agent's clock may run a little ahead).
+_CLOSE_SESSION = """
+    insert into ingest.session_bounds as b (organization_id, session_id, end_time)
+    values (%(org)s::uuid, %(session)s::uuid, clock_timestamp())
+    on conflict (organization_id, session_id) do update
+        set end_time = coalesce(b.end_time, greatest(clock_timestamp(), b.latest_stamp))
+    returning end_time
 """
 
 # Every outbox row of a write in one statement. No NOTIFY: at one commit per request it
@@ -108,12 +140,47 @@ class ActivityLogRepository:
             "shots": [e.screenshot_timestamp for _, _, e in rows],
             "cids": [e.client_event_id for _, _, e in rows],
             "any_stamp": [e.match_any_timestamp for _, _, e in rows],
+            "chosen": [e.client_chose_id for _, _, e in rows],
             "earliest": [starts[s] - MAX_CLOCK_SKEW for s, _, _ in rows],
         }
         async with self._conn.cursor(binary=True) as cursor:
             await cursor.execute(_INSERT_EVENTS, params)
             found = await cursor.fetchall()
         return {(r[0], r[1], r[2]) for r in found}
+
+    async def hold_bounds(self, organization_id: str, latest: Mapping[str, datetime]) -> dict[str, datetime | None]:
+        """Locks the bounds row of each session (creating it), records the latest stamp the
+        write brings to the still open ones, and returns each session's end (None: open).
+        ``latest``: session id to the latest timestamp among its events in this write."""
+        sessions = sorted(latest)  # one lock order for every transaction
+        cursor = await self._conn.execute(
+            _HOLD_BOUNDS, {"org": organization_id, "sessions": sessions, "latest": [latest[s] for s in sessions]}
+        )
+        return {str(sid): end for sid, end in await cursor.fetchall()}
+
+    async def stored_stamps(
+        self, organization_id: str, wanted: Sequence[tuple[str, str]], earliest: datetime
+    ) -> set[tuple[str, str, datetime]]:
+        """The (session id, client event id, timestamp) stored for those (session, client
+        event id) pairs, stamped at ``earliest`` or later."""
+        cursor = await self._conn.execute(
+            _STORED_STAMPS,
+            {
+                "org": organization_id,
+                "sessions": [s for s, _ in wanted],
+                "cids": [c for _, c in wanted],
+                "earliest": earliest,
+            },
+        )
+        return {(str(s), str(c), ts) for s, c, ts in await cursor.fetchall()}
+
+    async def close_session(self, organization_id: str, session_id: str) -> datetime:
+        """Ends the session's window for good (idempotent); returns its end."""
+        cursor = await self._conn.execute(_CLOSE_SESSION, {"org": organization_id, "session": session_id})
+        row = await cursor.fetchone()
+        assert row is not None
+        end: datetime = row[0]
+        return end
 
     async def record_outbox(
         self, organization_id: str, deltas: Sequence[TotalsDelta], recorded: Sequence[Mapping[str, Any]]

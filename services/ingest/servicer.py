@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC
 
 import grpc
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from services.ingest import use_cases
+from services.ingest.domain import AgentClock
 from services.ingest.messages import batch_ack, batch_response, incoming_event, totals_message
 from services.ingest.presence import AgentPresence
 from services.ingest.stream import acknowledged
@@ -20,6 +22,8 @@ from workpulse.ingest.v1 import ingest_pb2_grpc as pb_grpc
 from workpulse.interceptors import STATUS_OF, principal
 
 SERVICE_NAME = "workpulse.ingest.v1.IngestService"
+# Called by the sessions service as it stops a session: never by a user.
+SERVICE_METHODS = ("CloseSession",)
 
 
 class IngestServicer(pb_grpc.IngestServiceServicer):
@@ -53,20 +57,32 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
     ) -> AsyncIterator[pb.StreamActivityResponse]:
         caller = principal()
 
+        clock = AgentClock()  # this agent's, measured over its stream
+
         async def handle(batch: pb.StreamActivityRequest) -> pb.StreamActivityResponse:
-            return await self._acknowledge(caller, batch)
+            if batch.HasField("agent_time"):
+                clock.observe(batch.agent_time.ToDatetime(tzinfo=UTC), self._ingest.clock())
+            return await self._acknowledge(caller, batch, clock)
 
         async with self._presence.connected(caller):
             async for ack in acknowledged(request_iterator, handle, max_in_flight=self._max_in_flight):
                 yield ack
 
-    async def _acknowledge(self, caller: Principal, batch: pb.StreamActivityRequest) -> pb.StreamActivityResponse:
+    async def CloseSession(self, request: pb.CloseSessionRequest, context: object) -> pb.CloseSessionResponse:
+        end = await use_cases.close_session(self._ingest, request.organization_id, request.session_id)
+        reply = pb.CloseSessionResponse()
+        reply.end_time.FromDatetime(end.astimezone(UTC))
+        return reply
+
+    async def _acknowledge(
+        self, caller: Principal, batch: pb.StreamActivityRequest, clock: AgentClock
+    ) -> pb.StreamActivityResponse:
         """One batch's acknowledgement; a batch that fails carries its status instead."""
         if not batch.batch_id:
             return _failed(batch, grpc.StatusCode.INVALID_ARGUMENT, "batch_id: required")
         try:
             events = [incoming_event(e) for e in batch.events]
-            outcome = await use_cases.record_batch(self._ingest, caller, batch.session_id, events)
+            outcome = await use_cases.record_batch(self._ingest, caller, batch.session_id, events, clock)
         except errors.WorkPulseError as exc:
             code = next(c for k, c in STATUS_OF.items() if isinstance(exc, k))
             return _failed(batch, code, exc.message)

@@ -2,8 +2,8 @@
 
 Calls carry ingest's service identity and name the tenant explicitly; the tenant always
 comes from the caller's verified token and ownership is checked by the use case, so the
-cache can be shared by every request of the session's owner. A window read while the
-session was active is trusted for ``active_ttl`` seconds only: see ``SessionWindow``.
+cache can be shared by every request of the session's owner. A session's owner and start
+never change; its end is enforced by the store, so a cached window decides nothing final.
 """
 
 from __future__ import annotations
@@ -112,7 +112,6 @@ class SessionsPeer:
             user_id=s.user_id,
             start_time=start or observed,
             end_time=_moment(s, "end_time"),
-            observed_at=observed,
         )
         ttl = self._stopped_ttl if window.stopped else self._active_ttl
         if len(self._cache) > 50_000:

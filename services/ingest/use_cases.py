@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from services.ingest.domain import (
     MAX_BATCH_EVENTS,
+    STREAM_CLOCK_ALLOWANCE,
     Admission,
+    AgentClock,
     BatchOutcome,
     EventOutcome,
     EventStatus,
@@ -20,9 +22,11 @@ from services.ingest.domain import (
     SessionWindow,
     WriteResult,
     admit,
+    refusal,
     require_session_id,
+    require_uuid,
 )
-from workpulse.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from workpulse.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from workpulse.identity import Principal
 
 
@@ -34,6 +38,11 @@ class SessionDirectory(Protocol):
 
 class EventWriter(Protocol):
     async def write(self, window: SessionWindow, events: list[NewEvent]) -> WriteResult: ...
+
+
+class SessionBounds(Protocol):
+    async def close(self, organization_id: str, session_id: str) -> datetime:
+        """Ends the session's window for good; its end (the same on every call)."""
 
 
 class Budget(Protocol):
@@ -48,12 +57,19 @@ class Ingest:
     sessions: SessionDirectory
     writer: EventWriter
     budget: Budget
+    bounds: SessionBounds
     clock_skew: timedelta = timedelta(minutes=2)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
 async def _admit(
-    ingest: Ingest, caller: Principal, session_id: str, events: Sequence[IncomingEvent], *, require_timestamp: bool
+    ingest: Ingest,
+    caller: Principal,
+    session_id: str,
+    events: Sequence[IncomingEvent],
+    *,
+    require_timestamp: bool,
+    clock: AgentClock | None = None,
 ) -> tuple[SessionWindow, Admission]:
     if not events:
         raise InvalidArgument("events: at least one event is required", field="events")
@@ -65,9 +81,11 @@ async def _admit(
     window = await ingest.sessions.window(org, sid)
     if window.user_id != caller.subject:
         raise NotFound("session not found")  # only the owner records; others must not learn it exists
-    return window, admit(
-        events, window, now=ingest.clock(), skew=ingest.clock_skew, require_timestamp=require_timestamp
-    )
+    if clock is not None and clock.offset is not None:
+        events, skew = [clock.corrected(e) for e in events], STREAM_CLOCK_ALLOWANCE
+    else:
+        skew = ingest.clock_skew
+    return window, admit(events, window, now=ingest.clock(), skew=skew, require_timestamp=require_timestamp)
 
 
 async def _store(ingest: Ingest, window: SessionWindow, admission: Admission) -> BatchOutcome:
@@ -75,8 +93,12 @@ async def _store(ingest: Ingest, window: SessionWindow, admission: Admission) ->
     if admission.admitted:
         result = await ingest.writer.write(window, [e for _, e in admission.admitted])
         for index, event in admission.admitted:
-            status = EventStatus.ACCEPTED if event.key in result.stored else EventStatus.DUPLICATE
-            outcomes.append(EventOutcome(index, event.client_event_id, status))
+            if (reason := result.refused.get(event.key)) is not None:
+                outcome = refusal(index, event.client_event_id, reason)
+            else:
+                status = EventStatus.ACCEPTED if event.key in result.stored else EventStatus.DUPLICATE
+                outcome = EventOutcome(index, event.client_event_id, status)
+            outcomes.append(outcome)
         totals = result.totals
     else:
         try:
@@ -90,10 +112,15 @@ async def _store(ingest: Ingest, window: SessionWindow, admission: Admission) ->
 
 
 async def record_batch(
-    ingest: Ingest, caller: Principal, session_id: str, events: Sequence[IncomingEvent]
+    ingest: Ingest,
+    caller: Principal,
+    session_id: str,
+    events: Sequence[IncomingEvent],
+    clock: AgentClock | None = None,
 ) -> BatchOutcome:
-    """Each event accepted, a duplicate, or rejected with a reason; totals include the accepted."""
-    window, admission = await _admit(ingest, caller, session_id, events, require_timestamp=True)
+    """Each event accepted, a duplicate, or rejected with a reason; totals include the
+    accepted. ``clock``: the sending agent's, when its stream measures it."""
+    window, admission = await _admit(ingest, caller, session_id, events, require_timestamp=True, clock=clock)
     return await _store(ingest, window, admission)
 
 
@@ -101,8 +128,24 @@ async def record_event(ingest: Ingest, caller: Principal, session_id: str, event
     """One event (stamped by the server when it has no timestamp); a rejection fails the call."""
     window, admission = await _admit(ingest, caller, session_id, [event], require_timestamp=False)
     if admission.rejected:
-        problem = admission.rejected[0]
-        if problem.reason is RejectReason.AFTER_SESSION_END and event.timestamp is None:
-            raise FailedPrecondition("session is stopped")
-        raise InvalidArgument(problem.message, field=problem.message.split(":", 1)[0])
-    return await _store(ingest, window, admission)
+        _refuse(admission.rejected[0], event)
+    outcome = await _store(ingest, window, admission)
+    if outcome.not_accepted and outcome.not_accepted[0].status is EventStatus.REJECTED:
+        _refuse(outcome.not_accepted[0], event)
+    return outcome
+
+
+def _refuse(problem: EventOutcome, event: IncomingEvent) -> NoReturn:
+    """The error of a single event's refusal."""
+    if problem.reason is RejectReason.AFTER_SESSION_END and event.timestamp is None:
+        raise FailedPrecondition("session is stopped")
+    field = problem.message.split(":", 1)[0]
+    if problem.reason is RejectReason.EVENT_ID_CONFLICT:
+        raise AlreadyExists(problem.message, field=field)
+    raise InvalidArgument(problem.message, field=field)
+
+
+async def close_session(ingest: Ingest, organization_id: str, session_id: str) -> datetime:
+    """The session's final end (the servicer declares CloseSession for services only)."""
+    org = require_uuid(organization_id, "organization_id")
+    return await ingest.bounds.close(org, require_session_id(session_id))

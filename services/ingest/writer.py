@@ -45,16 +45,16 @@ class ActivityWriter:
         sessions = {w.window.session_id for w in writes}
         totals = await self._handoff.settle_batch(organization_id, stored.handoffs, stored.repeated, sessions)
         results: list[WriteResult | BaseException] = []
-        for write, fresh in zip(writes, stored.fresh, strict=True):
+        for write, fresh, refused in zip(writes, stored.fresh, stored.refused, strict=True):
             outcome = totals[write.window.session_id]
             keys = frozenset(e.key for e in fresh)
             if isinstance(outcome, Unavailable):
                 # Committed with their hand-off: redelivery (or the next write to the
                 # session) applies it. Answering an error would invite a resend, and a
                 # resend of events without ids would be stored again.
-                results.append(WriteResult(keys, None))
+                results.append(WriteResult(keys, None, refused))
             else:
-                results.append(outcome if isinstance(outcome, BaseException) else WriteResult(keys, outcome))
+                results.append(outcome if isinstance(outcome, BaseException) else WriteResult(keys, outcome, refused))
         return results
 
     async def close(self) -> None:

@@ -10,12 +10,15 @@ from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.sessions import housekeeping
+from services.sessions.ingest_peer import IngestWindows
 from services.sessions.limits import RequestBudget
 from services.sessions.reporting_servicer import reporting_servicer
 from services.sessions.servicer import SERVICE_NAME, SessionsServicer
 from workpulse import runtime
 from workpulse.db import UnitOfWork, create_engine
+from workpulse.grpc_client import channel
 from workpulse.grpc_server import RunningServer, Servicer, build_server, serve
+from workpulse.ingest.v1 import ingest_pb2_grpc
 from workpulse.outbox import EVENTS_TOPIC, OutboxRelay, StreamPublisher
 from workpulse.postgres import MAINTENANCE_ROLE
 from workpulse.ratelimit import BufferedRateLimiter
@@ -31,6 +34,9 @@ class Settings(GrpcServiceSettings):
     session_writes_per_minute: int = Field(600, ge=1, description="per-user budget of starts, stops, project edits")
     applied_batch_retention_days: int = Field(30, ge=1, description="how long ApplyActivity idempotency keys are kept")
     housekeeping_interval_seconds: float = Field(3600.0, gt=0, description="how often old keys and events are purged")
+    ingest_addr: str | None = Field(
+        None, description="ingest service: a stop closes the session's activity window there (unset: no ingest)"
+    )
 
 
 def contributed_servicers(maintenance: AsyncEngine) -> list[Servicer]:
@@ -52,7 +58,13 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
         reads_per_minute=settings.session_reads_per_minute,
         writes_per_minute=settings.session_writes_per_minute,
     )
-    servicer = SessionsServicer(UnitOfWork(engine), budget)
+    ingest_channel = (
+        channel(settings.ingest_addr, identity=runtime.service_identity("sessions", settings))
+        if settings.ingest_addr
+        else None
+    )
+    windows = IngestWindows(ingest_pb2_grpc.IngestServiceStub(ingest_channel)) if ingest_channel else None
+    servicer = SessionsServicer(UnitOfWork(engine), budget, windows)
     add = sessions_pb2_grpc.add_SessionsServiceServicer_to_server
     servicers = [
         Servicer(
@@ -92,6 +104,8 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
 
     async def cleanup() -> None:
         await stop_background()
+        if ingest_channel is not None:
+            await ingest_channel.close()
         await redis.aclose()
         await maintenance.dispose()
         await engine.dispose()

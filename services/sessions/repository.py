@@ -118,29 +118,35 @@ class WorkSessionRepository:
         ).first()
         return _session(row) if row else None
 
-    async def get(self, organization_id: str, session_id: str) -> WorkSession | None:
+    async def get(self, organization_id: str, session_id: str, *, lock: bool = False) -> WorkSession | None:
+        """The session; with ``lock``, its row locked until the transaction ends."""
         row = (
             await self._conn.execute(
                 text(
                     f"select {_SESSION_COLUMNS} from sessions.work_sessions where organization_id = :org and id = :id"
+                    + (" for update" if lock else "")
                 ),
                 {"org": organization_id, "id": session_id},
             )
         ).first()
         return _session(row) if row else None
 
-    async def stop(self, organization_id: str, session_id: str, expected_version: int | None) -> WorkSession | None:
-        """Stops an active session in one guarded statement; None when the guard failed."""
+    async def stop(
+        self, organization_id: str, session_id: str, expected_version: int | None, end: datetime | None = None
+    ) -> WorkSession | None:
+        """Stops an active session in one guarded statement, at ``end`` (None: now); None
+        when the guard failed."""
         row = (
             await self._conn.execute(
                 text(
                     "update sessions.work_sessions "
-                    "set status = 'stopped', end_time = greatest(now(), start_time), version = version + 1 "
+                    "set status = 'stopped', end_time = greatest(coalesce(cast(:end as timestamptz), now()), "
+                    "start_time), version = version + 1 "
                     "where organization_id = :org and id = :id and status = 'active' "
                     "and (cast(:expected as bigint) is null or version = cast(:expected as bigint)) "
                     f"returning {_SESSION_COLUMNS}"
                 ),
-                {"org": organization_id, "id": session_id, "expected": expected_version},
+                {"org": organization_id, "id": session_id, "expected": expected_version, "end": end},
             )
         ).first()
         return _session(row) if row else None

@@ -6,6 +6,7 @@ from services.sessions import use_cases
 from services.sessions.domain import ActivityDelta
 from services.sessions.limits import READ, WRITE, RequestBudget
 from services.sessions.messages import moment, project_message, session_message
+from services.sessions.use_cases import ActivityWindows
 from workpulse import faults
 from workpulse.db import UnitOfWork
 from workpulse.errors import InvalidArgument
@@ -18,9 +19,10 @@ SERVICE_NAME = "workpulse.sessions.v1.SessionsService"
 
 
 class SessionsServicer(pb_grpc.SessionsServiceServicer):
-    def __init__(self, uow: UnitOfWork, budget: RequestBudget) -> None:
+    def __init__(self, uow: UnitOfWork, budget: RequestBudget, windows: ActivityWindows | None = None) -> None:
         self._uow = uow
         self._budget = budget
+        self._windows = windows
 
     async def _caller(self, kind: str) -> Principal:
         caller = principal()
@@ -35,7 +37,7 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
     async def StopSession(self, request: pb.StopSessionRequest, context: object) -> pb.StopSessionResponse:
         caller = await self._caller(WRITE)
         expected = request.expected_version if request.HasField("expected_version") else None
-        session = await use_cases.stop_session(self._uow, caller, request.session_id, expected)
+        session = await use_cases.stop_session(self._uow, self._windows, caller, request.session_id, expected)
         return pb.StopSessionResponse(session=session_message(session))
 
     async def GetSession(self, request: pb.GetSessionRequest, context: object) -> pb.GetSessionResponse:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol
 
 from services.sessions.domain import (
     MAX_APPLY_BATCH,
@@ -79,19 +80,36 @@ async def start_session(uow: UnitOfWork, principal: Principal, project_id: str) 
     return await uow.retrying(work)
 
 
+class ActivityWindows(Protocol):
+    async def close(self, organization_id: str, session_id: str) -> datetime:
+        """Ends the session's activity window in ingest for good; the end to stop it at."""
+
+
 async def stop_session(
-    uow: UnitOfWork, principal: Principal, session_id: str, expected_version: int | None
+    uow: UnitOfWork,
+    windows: ActivityWindows | None,
+    principal: Principal,
+    session_id: str,
+    expected_version: int | None,
 ) -> WorkSession:
+    """Stops the session. With ``windows`` (ingest is deployed), ingest closes the session's
+    activity window first, under the session's row lock, and the stop takes ingest's end:
+    from the moment the stop commits no event stamped after it is stored, and none stored
+    is stamped later. A stop whose commit fails after the close leaves the window closed;
+    its retry finds the same end."""
     org = _user_tenant(principal)
     sid = require_uuid(session_id, "session_id")
 
     async def work() -> WorkSession:
         async with uow.tenant(org) as conn:
             sessions = WorkSessionRepository(conn)
-            current = await sessions.get(org, sid)
+            current = await sessions.get(org, sid, lock=True)
             if current is None or not _viewer(principal).may_see(current):
                 raise NotFound("session not found")
-            stopped = await sessions.stop(org, sid, expected_version)
+            end = None
+            if windows is not None and current.is_active and expected_version in (None, current.version):
+                end = await windows.close(org, sid)
+            stopped = await sessions.stop(org, sid, expected_version, end)
             if stopped is None:
                 latest = await sessions.get(org, sid) or current
                 if not latest.is_active:

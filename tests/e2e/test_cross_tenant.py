@@ -319,6 +319,9 @@ GRPC: dict[tuple[str, str], tuple[Callable[[Tenants], dict[str, Any]], str]] = {
     (INGEST + "RecordActivity", "session_id"): (lambda t: {"event": _event_message()}, "NOT_FOUND"),
     (INGEST + "RecordActivityBatch", "session_id"): (lambda t: _events(), "NOT_FOUND"),
     (INGEST + "StreamActivity", "session_id"): (lambda t: {"batch_id": "probe", **_events()}, "NOT_FOUND"),
+    # Service identities only (the sessions service, as it stops a session): nobody else.
+    (INGEST + "CloseSession", "organization_id"): (lambda t: {"session_id": t.b.session}, "PERMISSION_DENIED"),
+    (INGEST + "CloseSession", "session_id"): (lambda t: {"organization_id": t.b.org}, "PERMISSION_DENIED"),
     # Presence leases: users hold them only for themselves (whoever the other user is).
     (REALTIME + "Heartbeat", "user_id"): (lambda t: {"connection_id": "probe"}, "PERMISSION_DENIED"),
     (REALTIME + "Heartbeat", "organization_id"): (lambda t: {"connection_id": "probe"}, "OK"),

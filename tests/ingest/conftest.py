@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest import main as ingest_main
 from services.sessions import main as sessions_main
-from tests.support import Caller, TokenFactory
+from tests.support import Caller, TokenFactory, free_port
 from workpulse.grpc_server import RunningServer
 from workpulse.ingest.v1 import ingest_pb2 as pb
 from workpulse.ingest.v1 import ingest_pb2_grpc
@@ -61,12 +61,17 @@ async def start_ingest(
 
 @pytest.fixture(scope="session")
 async def stack(settings_env: dict[str, str]) -> AsyncIterator[Stack]:
-    s_running, s_cleanup = await sessions_main.build(load(sessions_main.Settings, grpc_port=0))
+    # Each needs the other's address (sessions closes windows in ingest as it stops a
+    # session; ingest hands totals to sessions): ingest's port is chosen first.
+    ingest_port = free_port()
+    s_running, s_cleanup = await sessions_main.build(
+        load(sessions_main.Settings, grpc_port=0, ingest_addr=f"127.0.0.1:{ingest_port}")
+    )
     sessions_address = f"127.0.0.1:{s_running.port}"
     i_running, i_cleanup = await ingest_main.build(
         load(
             ingest_main.Settings,
-            grpc_port=0,
+            grpc_port=ingest_port,
             sessions_addr=sessions_address,
             ingest_redeliver_after_seconds=0.5,
         )

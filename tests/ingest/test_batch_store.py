@@ -47,7 +47,7 @@ async def test_an_event_in_two_writes_of_one_commit_is_stored_once_and_owned_by_
     user = make_user()
     session = await stack.start(user)
     start = session.start_time.ToDatetime(tzinfo=UTC)
-    window = SessionWindow(user.org, session.id, user.id, start, None, datetime.now(UTC))
+    window = SessionWindow(user.org, session.id, user.id, start, None)
     at = start + timedelta(seconds=1)
     first = ActivityWrite(window, [_event("a", at, 10), _event("b", at, 20)])
     resend = ActivityWrite(window, [_event("b", at, 20), _event("c", at, 40)])
@@ -75,7 +75,7 @@ async def test_one_hand_off_per_session_with_exactly_its_new_events(
     now = datetime.now(UTC)
     writes = [
         ActivityWrite(
-            SessionWindow(user.org, s.id, u.id, s.start_time.ToDatetime(tzinfo=UTC), None, now),
+            SessionWindow(user.org, s.id, u.id, s.start_time.ToDatetime(tzinfo=UTC), None),
             [_event(f"{s.id}-{n}", now, 5 * (k + 1)) for n in range(3)],
         )
         for k, (s, u) in enumerate(zip(sessions, (user, colleague), strict=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.ingest.domain import (
+    AgentClock,
     EventStatus,
     IncomingEvent,
     NewEvent,
@@ -19,8 +20,8 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=2)
 
 
-def window(end: datetime | None = None, observed: datetime = NOW) -> SessionWindow:
-    return SessionWindow("org", "sess", "user", NOW - timedelta(hours=1), end, observed)
+def window(end: datetime | None = None) -> SessionWindow:
+    return SessionWindow("org", "sess", "user", NOW - timedelta(hours=1), end)
 
 
 def reasons(events: list[IncomingEvent], w: SessionWindow | None = None) -> list[RejectReason | None]:
@@ -56,21 +57,43 @@ def test_each_bad_event_gets_its_own_reason() -> None:
     ]
 
 
-def test_stopped_window_admits_what_was_stamped_before_the_stop_only() -> None:
+def test_a_stopped_window_admits_nothing_stamped_after_the_stop_not_even_within_the_skew() -> None:
     end = NOW - timedelta(minutes=30)
     w = window(end=end)
     events = [
         IncomingEvent("active", 60, timestamp=end - timedelta(minutes=5)),
+        IncomingEvent("active", 60, timestamp=end),
+        IncomingEvent("active", 60, timestamp=end + timedelta(microseconds=1)),
         IncomingEvent("active", 60, timestamp=end + SKEW),
-        IncomingEvent("active", 60, timestamp=end + SKEW + timedelta(seconds=1)),
     ]
-    assert reasons(events, w) == [None, None, RejectReason.AFTER_SESSION_END]
+    assert reasons(events, w) == [None, None, RejectReason.AFTER_SESSION_END, RejectReason.AFTER_SESSION_END]
 
 
-def test_a_window_read_while_active_admits_nothing_stamped_after_that_read_plus_skew() -> None:
-    observed = NOW - timedelta(seconds=30)
-    late = IncomingEvent("active", 1, timestamp=observed + SKEW + timedelta(seconds=1))
-    assert reasons([late], window(observed=observed)) == [RejectReason.TIMESTAMP_IN_FUTURE]
+def test_one_client_event_id_with_two_timestamps_in_one_request_is_a_conflict() -> None:
+    stamp = NOW - timedelta(minutes=1)
+    first = IncomingEvent("active", 60, timestamp=stamp, client_event_id="e-1")
+    restamped = IncomingEvent("active", 60, timestamp=stamp + timedelta(seconds=1), client_event_id="e-1")
+    assert reasons([first, restamped]) == [None, RejectReason.EVENT_ID_CONFLICT]
+
+
+def test_an_agent_clock_is_corrected_by_its_smallest_measured_offset_in_whole_seconds() -> None:
+    clock = AgentClock()
+    sent = NOW - timedelta(minutes=10)  # the agent's clock runs ten minutes behind
+    clock.observe(sent, NOW + timedelta(milliseconds=40))
+    clock.observe(sent + timedelta(seconds=1), NOW + timedelta(seconds=1, milliseconds=15))
+    clock.observe(sent + timedelta(seconds=2), NOW + timedelta(seconds=2, milliseconds=300))  # a slow trip
+    assert clock.offset == timedelta(minutes=10, milliseconds=15)
+    event = IncomingEvent("active", 5, timestamp=sent)
+    assert clock.corrected(event).timestamp == sent + timedelta(minutes=10)
+    assert clock.corrected(IncomingEvent("active", 5)).timestamp is None  # the server stamps those
+
+
+def test_a_synchronised_agent_clock_is_left_as_it_is() -> None:
+    clock = AgentClock()
+    clock.observe(NOW, NOW + timedelta(milliseconds=900))
+    event = IncomingEvent("active", 5, timestamp=NOW)
+    assert clock.correction == timedelta(0) and clock.corrected(event) is event
+    assert AgentClock().corrected(event) is event  # nothing measured yet
 
 
 def test_ids_derived_from_content_recognise_a_blind_retry() -> None:

@@ -50,6 +50,8 @@ ROWS: dict[str, str] = {
     "values (:org, :mail, :session)",
     "ingest.activity_logs": 'insert into ingest.activity_logs (organization_id, session_id, user_id, "timestamp", '
     "activity_type, duration_seconds, client_event_id) values (:org, :session, :user, now(), 'active', 5, :n)",
+    "ingest.session_bounds": "insert into ingest.session_bounds (organization_id, session_id, end_time) "
+    "values (:org, :session, now())",
     "scheduler.daily_summaries": "insert into scheduler.daily_summaries (organization_id, user_id, date, timezone, "
     "total_work_seconds, active_seconds, idle_seconds, productivity_score, sessions_count) "
     "values (:org, :user, current_date, 'UTC', 10, 5, 5, 50, 1)",

@@ -73,12 +73,16 @@ class _RejectReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RejectRe
     REJECT_REASON_BEFORE_SESSION_START: _RejectReason.ValueType  # 5
     """Earlier than the session's start minus the clock-skew allowance."""
     REJECT_REASON_AFTER_SESSION_END: _RejectReason.ValueType  # 6
-    """Later than the session's end plus the clock-skew allowance."""
+    """Later than the session's end (its stop is final at once; no allowance)."""
     REJECT_REASON_FIELD_TOO_LONG: _RejectReason.ValueType  # 7
     """app_name over 255, url over 2048 or client_event_id over 128 characters."""
     REJECT_REASON_INVALID_TEXT: _RejectReason.ValueType  # 8
     """app_name, url or client_event_id holds a control character (NUL, ESC, DEL, C1, ...;
     tab, line feed and carriage return are allowed).
+    """
+    REJECT_REASON_EVENT_ID_CONFLICT: _RejectReason.ValueType  # 9
+    """The client_event_id is already stored in this session with another timestamp:
+    one id names one event; the new one is not stored.
     """
 
 class RejectReason(_RejectReason, metaclass=_RejectReasonEnumTypeWrapper): ...
@@ -92,12 +96,16 @@ REJECT_REASON_TIMESTAMP_IN_FUTURE: RejectReason.ValueType  # 4
 REJECT_REASON_BEFORE_SESSION_START: RejectReason.ValueType  # 5
 """Earlier than the session's start minus the clock-skew allowance."""
 REJECT_REASON_AFTER_SESSION_END: RejectReason.ValueType  # 6
-"""Later than the session's end plus the clock-skew allowance."""
+"""Later than the session's end (its stop is final at once; no allowance)."""
 REJECT_REASON_FIELD_TOO_LONG: RejectReason.ValueType  # 7
 """app_name over 255, url over 2048 or client_event_id over 128 characters."""
 REJECT_REASON_INVALID_TEXT: RejectReason.ValueType  # 8
 """app_name, url or client_event_id holds a control character (NUL, ESC, DEL, C1, ...;
 tab, line feed and carriage return are allowed).
+"""
+REJECT_REASON_EVENT_ID_CONFLICT: RejectReason.ValueType  # 9
+"""The client_event_id is already stored in this session with another timestamp:
+one id names one event; the new one is not stored.
 """
 Global___RejectReason: _TypeAlias = RejectReason  # noqa: Y015
 
@@ -352,6 +360,7 @@ class StreamActivityRequest(_message.Message):
     BATCH_ID_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
+    AGENT_TIME_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
     """Chosen by the agent, echoed in the acknowledgement; required."""
     session_id: _builtins.str
@@ -359,16 +368,26 @@ class StreamActivityRequest(_message.Message):
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityEvent]:
         """1..1000 events."""
 
+    @_builtins.property
+    def agent_time(self) -> _timestamp_pb2.Timestamp:
+        """The agent's clock when it sent this batch. The stream measures the agent's
+        clock offset from it (the smallest difference to the server's clock on
+        arrival) and corrects every timestamp of the stream by that offset, so an
+        agent with a wrong clock needs no wide allowance. Unset: timestamps are taken
+        as they are, within the fixed allowance.
+        """
+
     def __init__(
         self,
         *,
         batch_id: _builtins.str = ...,
         session_id: _builtins.str = ...,
         events: _abc.Iterable[Global___ActivityEvent] | None = ...,
+        agent_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent_time", b"agent_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "events", b"events", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_time", b"agent_time", "batch_id", b"batch_id", "events", b"events", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -426,3 +445,45 @@ class StreamActivityResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamActivityResponse: _TypeAlias = StreamActivityResponse  # noqa: Y015
+
+@_typing.final
+class CloseSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    organization_id: _builtins.str
+    session_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization_id", b"organization_id", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseSessionRequest: _TypeAlias = CloseSessionRequest  # noqa: Y015
+
+@_typing.final
+class CloseSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    END_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseSessionResponse: _TypeAlias = CloseSessionResponse  # noqa: Y015

@@ -59,6 +59,11 @@ class IngestServiceStub:
                 request_serializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.StreamActivityRequest.SerializeToString,
                 response_deserializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.StreamActivityResponse.FromString,
                 _registered_method=True)
+        self.CloseSession = channel.unary_unary(
+                '/workpulse.ingest.v1.IngestService/CloseSession',
+                request_serializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.CloseSessionRequest.SerializeToString,
+                response_deserializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.CloseSessionResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -103,6 +108,17 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseSession(self, request, context):
+        """Ends the session's activity window (service identities only: the sessions
+        service calls it while it stops the session, before the stop commits). From
+        its return no event stamped after end_time is stored, on any replica, and no
+        stored event is stamped later: end_time is the later of the database's clock
+        and the latest stored event. Idempotent: a second call returns the same end.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -120,6 +136,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.StreamActivity,
                     request_deserializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.StreamActivityRequest.FromString,
                     response_serializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.StreamActivityResponse.SerializeToString,
+            ),
+            'CloseSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseSession,
+                    request_deserializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.CloseSessionRequest.FromString,
+                    response_serializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.CloseSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -213,6 +234,33 @@ class IngestService:
             '/workpulse.ingest.v1.IngestService/StreamActivity',
             workpulse_dot_ingest_dot_v1_dot_ingest__pb2.StreamActivityRequest.SerializeToString,
             workpulse_dot_ingest_dot_v1_dot_ingest__pb2.StreamActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workpulse.ingest.v1.IngestService/CloseSession',
+            workpulse_dot_ingest_dot_v1_dot_ingest__pb2.CloseSessionRequest.SerializeToString,
+            workpulse_dot_ingest_dot_v1_dot_ingest__pb2.CloseSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

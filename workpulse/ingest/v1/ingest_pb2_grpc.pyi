@@ -60,6 +60,13 @@ class IngestServiceStub:
     rather than buffered. A batch the server cannot take (too large, unknown
     session) is acknowledged with a status instead of breaking the stream.
     """
+    CloseSession: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.CloseSessionRequest, _ingest_pb2.CloseSessionResponse]
+    """Ends the session's activity window (service identities only: the sessions
+    service calls it while it stops the session, before the stop commits). From
+    its return no event stamped after end_time is stored, on any replica, and no
+    stored event is stamped later: end_time is the later of the database's clock
+    and the latest stored event. Idempotent: a second call returns the same end.
+    """
 
 @_typing.type_check_only
 class IngestServiceAsyncStub(IngestServiceStub):
@@ -92,6 +99,13 @@ class IngestServiceAsyncStub(IngestServiceStub):
     stops reading until one is acknowledged), so a fast agent is slowed down
     rather than buffered. A batch the server cannot take (too large, unknown
     session) is acknowledged with a status instead of breaking the stream.
+    """
+    CloseSession: _aio.UnaryUnaryMultiCallable[_ingest_pb2.CloseSessionRequest, _ingest_pb2.CloseSessionResponse]  # type: ignore[assignment]
+    """Ends the session's activity window (service identities only: the sessions
+    service calls it while it stops the session, before the stop commits). From
+    its return no event stamped after end_time is stored, on any replica, and no
+    stored event is stamped later: end_time is the later of the database's clock
+    and the latest stored event. Idempotent: a second call returns the same end.
     """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -140,6 +154,19 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         stops reading until one is acknowledged), so a fast agent is slowed down
         rather than buffered. A batch the server cannot take (too large, unknown
         session) is acknowledged with a status instead of breaking the stream.
+        """
+
+    @_abc_1.abstractmethod
+    def CloseSession(
+        self,
+        request: _ingest_pb2.CloseSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.CloseSessionResponse, _abc.Awaitable[_ingest_pb2.CloseSessionResponse]]:
+        """Ends the session's activity window (service identities only: the sessions
+        service calls it while it stops the session, before the stop commits). From
+        its return no event stamped after end_time is stored, on any replica, and no
+        stored event is stamped later: end_time is the later of the database's clock
+        and the latest stored event. Idempotent: a second call returns the same end.
         """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
