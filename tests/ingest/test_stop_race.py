@@ -76,3 +76,30 @@ async def test_events_stamped_before_the_stop_count_and_later_ones_are_rejected(
         ).scalar_one()
     assert latest <= end
     assert await invariant_violations(owner_engine, [session.id]) == []
+
+
+async def test_a_stop_ends_no_earlier_than_the_latest_stored_event(
+    stack: Stack, make_user: UserFactory, owner_engine: AsyncEngine
+) -> None:
+    """An agent's clock may run a little ahead (within the allowance): its last event is
+    stamped after the moment of the stop. The stop then ends at that event, so nothing
+    stored lies after the end and last_activity_at <= end_time."""
+    user = make_user()
+    session = await stack.start(user)
+    ahead = datetime.now(UTC) + timedelta(seconds=3)  # the allowance is 5 s
+    request = pb.RecordActivityRequest(session_id=session.id, event=event(30, at=ahead, client_id="ahead"))
+    recorded = await stack.ingest.RecordActivity(request, metadata=user.md)
+    assert recorded.status == pb.EVENT_STATUS_ACCEPTED
+    stopped = await stack.stop(user, session.id)
+    end = stopped.end_time.ToDatetime(tzinfo=UTC)
+    assert ahead <= end < ahead + timedelta(seconds=1)
+    assert stopped.last_activity_at.ToDatetime(tzinfo=UTC) <= end
+    later = pb.RecordActivityRequest(
+        session_id=session.id, event=event(30, at=end + timedelta(milliseconds=1), client_id="later")
+    )
+    try:
+        await stack.ingest.RecordActivity(later, metadata=user.md)
+        raise AssertionError("an event stamped after the end was accepted")
+    except grpc.aio.AioRpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "after the session ended" in (exc.details() or "")
+    assert await invariant_violations(owner_engine, [session.id]) == []
