@@ -147,13 +147,15 @@ async def _conflicts(
 def _owned(writes: list[ActivityWrite]) -> list[list[NewEvent]]:
     """The events each write stores: the same event may come in two writes of one flush
     (a resend racing the first attempt); the first write owns it, the others see it as a
-    duplicate."""
+    duplicate. A client-chosen id names one event whatever its timestamp, so the first
+    write owns the id: a later one with another timestamp is a conflict (see _conflicts),
+    not a second event the insert could not see."""
     seen: set[tuple[str, str, datetime | None]] = set()
     owned: list[list[NewEvent]] = []
     for w in writes:
         mine = []
         for e in w.events:
-            identity = (w.window.session_id, e.client_event_id, None if e.match_any_timestamp else e.timestamp)
+            identity = (w.window.session_id, e.client_event_id, None if e.client_chose_id else e.timestamp)
             if identity not in seen:
                 seen.add(identity)
                 mine.append(e)

@@ -86,11 +86,12 @@ class SessionsPeer:
         self._cache: dict[tuple[str, str], tuple[float, SessionWindow]] = {}
         self._loading: dict[tuple[str, str], asyncio.Future[SessionWindow]] = {}
 
-    async def window(self, organization_id: str, session_id: str) -> SessionWindow:
-        """The session's owner and time window; concurrent misses share one call."""
+    async def window(self, organization_id: str, session_id: str, *, fresh: bool = False) -> SessionWindow:
+        """The session's owner and time window; concurrent misses share one call.
+        ``fresh``: not from the cache (an active copy may predate a stop)."""
         key = (organization_id, session_id)
         cached = self._cache.get(key)
-        if cached is not None and cached[0] > time.monotonic():
+        if cached is not None and cached[0] > time.monotonic() and not fresh:
             return cached[1]
         loading = self._loading.get(key)
         if loading is None:

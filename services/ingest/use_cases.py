@@ -31,7 +31,7 @@ from workpulse.identity import Principal
 
 
 class SessionDirectory(Protocol):
-    async def window(self, organization_id: str, session_id: str) -> SessionWindow: ...
+    async def window(self, organization_id: str, session_id: str, *, fresh: bool = False) -> SessionWindow: ...
 
     async def totals(self, organization_id: str, session_id: str) -> SessionTotals: ...
 
@@ -85,7 +85,14 @@ async def _admit(
         events, skew = [clock.corrected(e) for e in events], STREAM_CLOCK_ALLOWANCE
     else:
         skew = ingest.clock_skew
-    return window, admit(events, window, now=ingest.clock(), skew=skew, require_timestamp=require_timestamp)
+    admission = admit(events, window, now=ingest.clock(), skew=skew, require_timestamp=require_timestamp)
+    if not window.stopped and any(r.reason is RejectReason.TIMESTAMP_IN_FUTURE for r in admission.rejected):
+        # A cached active copy may predate a stop: an event that is after the end is
+        # told so, not that it is in the future. Only refusals pay for the fresh read.
+        window = await ingest.sessions.window(org, sid, fresh=True)
+        if window.stopped:
+            admission = admit(events, window, now=ingest.clock(), skew=skew, require_timestamp=require_timestamp)
+    return window, admission
 
 
 async def _store(ingest: Ingest, window: SessionWindow, admission: Admission) -> BatchOutcome:

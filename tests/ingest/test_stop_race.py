@@ -103,3 +103,21 @@ async def test_a_stop_ends_no_earlier_than_the_latest_stored_event(
     except grpc.aio.AioRpcError as exc:
         assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "after the session ended" in (exc.details() or "")
     assert await invariant_violations(owner_engine, [session.id]) == []
+
+
+async def test_an_event_far_ahead_of_a_stopped_session_is_after_its_end_not_in_the_future(
+    stack: Stack, make_user: UserFactory
+) -> None:
+    """Ingest's copy of the session was read while it was active (the first batch caches
+    it); after the stop, an event stamped beyond the allowance is refused for the reason
+    that matters: the session is over."""
+    user = make_user()
+    session = await stack.start(user)
+    first = pb.RecordActivityBatchRequest(session_id=session.id, events=[event(5, at=datetime.now(UTC))])
+    assert (await stack.ingest.RecordActivityBatch(first, metadata=user.md)).accepted == 1
+    await stack.stop(user, session.id)
+    far = pb.RecordActivityBatchRequest(
+        session_id=session.id, events=[event(5, at=datetime.now(UTC) + timedelta(seconds=30))]
+    )
+    reply = await stack.ingest.RecordActivityBatch(far, metadata=user.md)
+    assert [r.reason for r in reply.results] == [pb.REJECT_REASON_AFTER_SESSION_END], reply
