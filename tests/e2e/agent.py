@@ -80,6 +80,7 @@ class Agent:
             async def requests() -> AsyncIterator[pb.StreamActivityRequest]:
                 for batch in pending:
                     await credit.acquire()
+                    batch.agent_time.GetCurrentTime()  # the agent's clock, as sent (offset measured)
                     yield batch
 
             call = stub.StreamActivity(requests(), metadata=(("authorization", f"Bearer {self.token}"),))

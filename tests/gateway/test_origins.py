@@ -74,16 +74,16 @@ async def test_live_connections_refuse_other_origins(origin_mesh: Mesh, tokens: 
         await listener.started()
         await listener.close()
 
+    # Socket.IO's handshake on each transport, as a browser page of another origin sends
+    # it: refused by the server (the client library's error for it varies by transport).
+    engine = f"{origin_mesh.gateway_url}/socket.io/?EIO=4"
+    async with httpx.AsyncClient(timeout=10) as http:
+        polled = await http.get(f"{engine}&transport=polling", headers={"origin": EVIL})
+    assert polled.status_code == 400, polled.text
+    with pytest.raises(InvalidStatus) as upgraded:
+        await WsListener(f"{engine.replace('http', 'ws')}&transport=websocket").connect(origin=EVIL)
+    assert upgraded.value.response.status_code in (400, 403)
     for transports in (["websocket"], ["polling"]):
-        evil = socketio.AsyncClient(reconnection=False)
-        with pytest.raises(socketio.exceptions.ConnectionError):
-            await evil.connect(
-                origin_mesh.gateway_url,
-                auth={"token": token},
-                headers={"Origin": EVIL},
-                transports=transports,
-                wait_timeout=10,
-            )
         for headers in ({"Origin": ALLOWED}, {}):
             client = socketio.AsyncClient(reconnection=False)
             await client.connect(
