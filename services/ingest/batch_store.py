@@ -1,5 +1,10 @@
 """Storing one group commit's activity in one transaction: de-duplicate, insert the new
-events, and write their session's totals hand-off and ACTIVITY_RECORDED event beside them."""
+events, and write their session's totals hand-off and ACTIVITY_RECORDED event beside them.
+
+A commit carries writes of any organizations (concurrent requests of different tenants
+share its BEGIN, COMMIT and WAL flush); each organization's statements run after the
+transaction is pointed at it, so row-level security decides every statement exactly as in
+a transaction of that tenant alone."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from services.ingest.domain import MAX_CLOCK_SKEW, NewEvent, RejectReason, SessionWindow, TotalsDelta, totals_delta
 from services.ingest.repository import ActivityLogRepository, PendingHandoff
-from workpulse.db import UnitOfWork
+from workpulse.db import UnitOfWork, direct_switch_tenant
 
 logger = logging.getLogger("workpulse.ingest.store")
 T = TypeVar("T")
@@ -37,9 +42,9 @@ class StoredBatch:
 
     fresh: list[list[NewEvent]]
     handoffs: list[PendingHandoff]
-    # Sessions of which some submitted event was already stored: an earlier attempt of
-    # it may have died between its commit and its hand-off.
-    repeated: frozenset[str]
+    # (organization, session) of which some submitted event was already stored: an
+    # earlier attempt of it may have died between its commit and its hand-off.
+    repeated: frozenset[tuple[str, str]]
     # Per write, its events refused on what the transaction found: stamped after the
     # session's final end, or an id stored with another timestamp.
     refused: list[dict[tuple[str, datetime], RejectReason]]
@@ -49,59 +54,39 @@ class ActivityStore:
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
 
-    async def store(self, organization_id: str, writes: list[ActivityWrite]) -> StoredBatch:
-        windows = {w.window.session_id: w.window for w in writes}
-        owned = _owned(writes)
-        # One order for every transaction, so concurrent resends of the same events
-        # wait on each other instead of deadlocking.
-        rows = sorted(
-            ((w.window.session_id, w.window.user_id, e) for w, mine in zip(writes, owned, strict=True) for e in mine),
-            key=lambda r: (r[0], r[2].client_event_id, r[2].timestamp),
-        )
-        latest: dict[str, datetime] = {}
-        for session_id, _, event in rows:
-            latest[session_id] = max(latest.get(session_id, event.timestamp), event.timestamp)
+    async def store(self, writes: list[ActivityWrite]) -> StoredBatch:
+        """Commits writes of any organizations in one transaction: each organization's
+        statements run with it as the tenant (row-level security decides each of them as
+        in a transaction of its own); one commit instead of one per organization."""
+        tenants = sorted({w.window.organization_id for w in writes})
+        # One order for every transaction (tenants, then sessions and events), so
+        # concurrent resends of the same events wait on each other instead of deadlocking.
+        parts = {org: _TenantWrite(org, [w for w in writes if w.window.organization_id == org]) for org in tenants}
 
-        async def transaction() -> tuple[set[Identity], dict[Identity, RejectReason], list[PendingHandoff]]:
-            async with self._uow.direct(organization_id) as conn:
+        async def transaction() -> dict[str, _TenantResult]:
+            async with self._uow.direct(None) as conn:
                 log = ActivityLogRepository(conn)
-                # First, so the sessions' ends cannot move while this write decides.
-                ends = await log.hold_bounds(organization_id, latest) if rows else {}
-                refused: dict[Identity, RejectReason] = {}
-                kept = []
-                for row in rows:
-                    end = ends.get(row[0])
-                    if end is not None and row[2].timestamp > end:
-                        refused[(row[0], *row[2].key)] = RejectReason.AFTER_SESSION_END
-                    else:
-                        kept.append(row)
-                starts = {sid: w.start_time for sid, w in windows.items()}
-                stored = await log.insert_new(organization_id, kept, starts)
-                refused |= await _conflicts(log, organization_id, writes, stored, refused, starts)
-                every = len(stored) == len(kept)
-                new_by_session: dict[str, list[NewEvent]] = defaultdict(list)
-                for session_id, _, event in kept:
-                    if every or (session_id, *event.key) in stored:
-                        new_by_session[session_id].append(event)
-                deltas = [d for sid, new in new_by_session.items() if (d := totals_delta(windows[sid], new))]
-                recorded = [_recorded_event(d) for d in deltas]
-                ids = await log.record_outbox(organization_id, deltas, recorded)
-            return stored, refused, [PendingHandoff(ids[d.session_id], d) for d in deltas]
+                results = {}
+                for org, part in parts.items():
+                    await direct_switch_tenant(conn, org)
+                    results[org] = await part.commit(log)
+                return results
 
-        stored, refused, handoffs = await _reconnecting(lambda: self._uow.retrying(transaction))
-        fresh = [
-            [e for e in mine if (w.window.session_id, *e.key) in stored] for w, mine in zip(writes, owned, strict=True)
-        ]
-        refusals = [
-            {e.key: reason for e in w.events if (reason := refused.get((w.window.session_id, *e.key))) is not None}
-            for w in writes
-        ]
-        repeated = frozenset(
-            w.window.session_id
-            for w, new, no in zip(writes, fresh, refusals, strict=True)
-            if len(new) + len(no) < len(w.events)
-        )
-        return StoredBatch(fresh, handoffs, repeated, refusals)
+        results = await _reconnecting(lambda: self._uow.retrying(transaction))
+        fresh: list[list[NewEvent]] = []
+        refusals: list[dict[tuple[str, datetime], RejectReason]] = []
+        repeated: set[tuple[str, str]] = set()
+        for w, mine in zip(writes, _owned(writes), strict=True):
+            stored, refused, _ = results[w.window.organization_id]
+            sid = w.window.session_id
+            new = [e for e in mine if (sid, *e.key) in stored]
+            no = {e.key: reason for e in w.events if (reason := refused.get((sid, *e.key))) is not None}
+            if len(new) + len(no) < len(w.events):
+                repeated.add((w.window.organization_id, sid))
+            fresh.append(new)
+            refusals.append(no)
+        handoffs = [h for org in tenants for h in results[org][2]]
+        return StoredBatch(fresh, handoffs, frozenset(repeated), refusals)
 
     async def close(self, organization_id: str, session_id: str) -> datetime:
         """Ends the session's window for good (see ActivityLogRepository.close_session)."""
@@ -114,6 +99,54 @@ class ActivityStore:
 
 
 Identity = tuple[str, str, datetime]  # (session id, client event id, timestamp)
+_TenantResult = tuple[set[Identity], dict[Identity, RejectReason], list[PendingHandoff]]
+
+
+class _TenantWrite:
+    """One organization's part of a commit: its statements, on a transaction already
+    pointed at it as the tenant."""
+
+    def __init__(self, organization_id: str, writes: list[ActivityWrite]) -> None:
+        self._org = organization_id
+        self._writes = writes
+        self._windows = {w.window.session_id: w.window for w in writes}
+        self._rows = sorted(
+            (
+                (w.window.session_id, w.window.user_id, e)
+                for w, mine in zip(writes, _owned(writes), strict=True)
+                for e in mine
+            ),
+            key=lambda r: (r[0], r[2].client_event_id, r[2].timestamp),
+        )
+        self._latest: dict[str, datetime] = {}
+        for session_id, _, event in self._rows:
+            self._latest[session_id] = max(self._latest.get(session_id, event.timestamp), event.timestamp)
+
+    async def commit(self, log: ActivityLogRepository) -> _TenantResult:
+        """(stored identities, refusals, hand-offs) of this organization's writes."""
+        org, rows, windows = self._org, self._rows, self._windows
+        # First, so the sessions' ends cannot move while this write decides.
+        ends = await log.hold_bounds(org, self._latest) if rows else {}
+        refused: dict[Identity, RejectReason] = {}
+        kept = []
+        for row in rows:
+            end = ends.get(row[0])
+            if end is not None and row[2].timestamp > end:
+                refused[(row[0], *row[2].key)] = RejectReason.AFTER_SESSION_END
+            else:
+                kept.append(row)
+        starts = {sid: w.start_time for sid, w in windows.items()}
+        stored = await log.insert_new(org, kept, starts)
+        refused |= await _conflicts(log, org, self._writes, stored, refused, starts)
+        every = len(stored) == len(kept)
+        new_by_session: dict[str, list[NewEvent]] = defaultdict(list)
+        for session_id, _, event in kept:
+            if every or (session_id, *event.key) in stored:
+                new_by_session[session_id].append(event)
+        deltas = [d for sid, new in new_by_session.items() if (d := totals_delta(windows[sid], new))]
+        recorded = [_recorded_event(d) for d in deltas]
+        ids = await log.record_outbox(org, deltas, recorded)
+        return stored, refused, [PendingHandoff(ids[d.session_id], d) for d in deltas]
 
 
 async def _conflicts(

@@ -59,25 +59,28 @@ class TotalsHandoff:
         return totals
 
     async def settle_batch(
-        self, organization_id: str, handoffs: list[PendingHandoff], repeated: frozenset[str], sessions: set[str]
-    ) -> dict[str, SessionTotals | BaseException]:
-        """The totals of each of a write's sessions once its hand-offs are applied; a
-        session with repeated events also gets its earlier pending hand-offs applied (their
-        first attempt may have died); a session with nothing new is only read."""
-        own = {h.delta.session_id: h for h in handoffs}
+        self,
+        handoffs: list[PendingHandoff],
+        repeated: frozenset[tuple[str, str]],
+        sessions: set[tuple[str, str]],
+    ) -> dict[tuple[str, str], SessionTotals | BaseException]:
+        """The totals of each of a write's (organization, session) once its hand-offs are
+        applied; a session with repeated events also gets its earlier pending hand-offs
+        applied (their first attempt may have died); a session with nothing new is only read."""
+        own = {(h.delta.organization_id, h.delta.session_id): h for h in handoffs}
 
-        async def settle(session_id: str) -> SessionTotals:
-            if session_id in repeated:
+        async def settle(organization_id: str, session_id: str) -> SessionTotals:
+            if (organization_id, session_id) in repeated:
                 found = await self.settle_session(organization_id, session_id)
                 if found is not None:
                     return found
-            handoff = own.get(session_id)
+            handoff = own.get((organization_id, session_id))
             if handoff is not None:
                 return await self.apply(handoff)
             return await self._sessions.totals(organization_id, session_id)
 
         order = sorted(sessions)
-        results = await asyncio.gather(*(settle(s) for s in order), return_exceptions=True)
+        results = await asyncio.gather(*(settle(*s) for s in order), return_exceptions=True)
         return dict(zip(order, results, strict=True))
 
     async def settle_session(self, organization_id: str, session_id: str) -> SessionTotals | None:

@@ -1,9 +1,10 @@
-"""Writing activity: concurrent writes of one organization share a transaction (the
-kernel's group commit), the store commits them, the totals hand-off answers each write.
+"""Writing activity: concurrent writes share a transaction (the kernel's group commit,
+one queue for every organization), the store commits them, the totals hand-off answers
+each write.
 
-Under contention (100 requests on one session, or many agents of one organization)
-requests share one transaction and one hand-off per session instead of queueing on row
-locks; a lone request is written at once.
+Under load (100 requests on one session, many agents of one organization, or requests of
+many organizations at once) requests share one transaction and one hand-off call instead
+of one commit each or queueing on row locks; a lone request is written at once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ class ActivityWriter:
     ) -> None:
         self._store = store
         self._handoff = handoff
-        self._group: GroupCommit[str, ActivityWrite, StoredBatch, WriteResult] = GroupCommit(
+        # One key: a commit takes queued writes of any organizations (the store points
+        # the transaction at each in turn).
+        self._group: GroupCommit[None, ActivityWrite, StoredBatch, WriteResult] = GroupCommit(
             self._commit,
             self._complete,
             size=lambda write: len(write.events),
@@ -31,22 +34,22 @@ class ActivityWriter:
         )
 
     async def write(self, window: SessionWindow, events: list[NewEvent]) -> WriteResult:
-        return await self._group.submit(window.organization_id, ActivityWrite(window, events))
+        return await self._group.submit(None, ActivityWrite(window, events))
 
-    async def _commit(self, organization_id: str, writes: list[ActivityWrite]) -> StoredBatch:
-        stored = await self._store.store(organization_id, writes)
+    async def _commit(self, _: None, writes: list[ActivityWrite]) -> StoredBatch:
+        stored = await self._store.store(writes)
         # Tests kill here: committed hand-offs not yet applied (redelivery or a resend must settle them).
         faults.reached("ingest.after_commit")
         return stored
 
     async def _complete(
-        self, organization_id: str, writes: list[ActivityWrite], stored: StoredBatch
+        self, _: None, writes: list[ActivityWrite], stored: StoredBatch
     ) -> list[WriteResult | BaseException]:
-        sessions = {w.window.session_id for w in writes}
-        totals = await self._handoff.settle_batch(organization_id, stored.handoffs, stored.repeated, sessions)
+        sessions = {(w.window.organization_id, w.window.session_id) for w in writes}
+        totals = await self._handoff.settle_batch(stored.handoffs, stored.repeated, sessions)
         results: list[WriteResult | BaseException] = []
         for write, fresh, refused in zip(writes, stored.fresh, stored.refused, strict=True):
-            outcome = totals[write.window.session_id]
+            outcome = totals[(write.window.organization_id, write.window.session_id)]
             keys = frozenset(e.key for e in fresh)
             if isinstance(outcome, Unavailable):
                 # Committed with their hand-off: redelivery (or the next write to the

@@ -52,17 +52,17 @@ async def test_an_event_in_two_writes_of_one_commit_is_stored_once_and_owned_by_
     first = ActivityWrite(window, [_event("a", at, 10), _event("b", at, 20)])
     resend = ActivityWrite(window, [_event("b", at, 20), _event("c", at, 40)])
 
-    batch = await store.store(user.org, [first, resend])
+    batch = await store.store([first, resend])
 
     assert [[e.client_event_id for e in fresh] for fresh in batch.fresh] == [["a", "b"], ["c"]]
-    assert batch.repeated == frozenset({session.id})
+    assert batch.repeated == frozenset({(user.org, session.id)})
     assert [(h.delta.session_id, h.delta.active_seconds, h.delta.event_count) for h in batch.handoffs] == [
         (session.id, 70, 3)
     ]
     assert await _stored(owner_engine, session.id) == [("a", 10), ("b", 20), ("c", 40)]
 
-    again = await store.store(user.org, [resend])
-    assert again.fresh == [[]] and again.handoffs == [] and again.repeated == frozenset({session.id})
+    again = await store.store([resend])
+    assert again.fresh == [[]] and again.handoffs == [] and again.repeated == frozenset({(user.org, session.id)})
     assert await _stored(owner_engine, session.id) == [("a", 10), ("b", 20), ("c", 40)]
 
 
@@ -80,7 +80,7 @@ async def test_one_hand_off_per_session_with_exactly_its_new_events(
         )
         for k, (s, u) in enumerate(zip(sessions, (user, colleague), strict=True))
     ]
-    batch = await store.store(user.org, writes)
+    batch = await store.store(writes)
     assert batch.repeated == frozenset()
     by_session = {
         h.delta.session_id: (h.delta.user_id, h.delta.active_seconds, h.delta.event_count) for h in batch.handoffs
@@ -88,3 +88,38 @@ async def test_one_hand_off_per_session_with_exactly_its_new_events(
     assert by_session == {sessions[0].id: (user.id, 15, 3), sessions[1].id: (colleague.id, 30, 3)}
     assert len({h.id for h in batch.handoffs}) == 2
     assert uuid.UUID(batch.handoffs[0].delta.organization_id) == uuid.UUID(user.org)
+
+
+async def test_writes_of_two_organizations_share_a_commit_each_under_its_own_tenant(
+    store: ActivityStore, stack: Stack, make_user: UserFactory, owner_engine: AsyncEngine
+) -> None:
+    """Each organization's statements run with it as the tenant: its rows are stored under
+    it, the same client event id in another organization is another event, and each
+    organization gets its own hand-off (row-level security would refuse a row written
+    under the other tenant)."""
+    users = [make_user(), make_user()]
+    sessions = [await stack.start(u) for u in users]
+    now = datetime.now(UTC)
+    writes = [
+        ActivityWrite(
+            SessionWindow(u.org, s.id, u.id, s.start_time.ToDatetime(tzinfo=UTC), None),
+            [_event("same-id", now, 10 * (k + 1))],
+        )
+        for k, (s, u) in enumerate(zip(sessions, users, strict=True))
+    ]
+    batch = await store.store(writes)
+    assert [[e.client_event_id for e in fresh] for fresh in batch.fresh] == [["same-id"], ["same-id"]]
+    assert sorted((h.delta.organization_id, h.delta.active_seconds) for h in batch.handoffs) == sorted(
+        [(users[0].org, 10), (users[1].org, 20)]
+    )
+    async with owner_engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "select organization_id::text, session_id::text, duration_seconds from ingest.activity_logs "
+                "where session_id = any(cast(:sids as uuid[]))"
+            ),
+            {"sids": [s.id for s in sessions]},
+        )
+        assert sorted(tuple(r) for r in rows) == sorted(
+            [(users[0].org, sessions[0].id, 10), (users[1].org, sessions[1].id, 20)]
+        )
