@@ -1,8 +1,10 @@
 """Coalescing the in-line totals hand-offs of concurrent writes into batch calls.
 
-A hand-off goes to sessions at once when fewer than ``max_in_flight`` calls are out;
-otherwise it waits for one to return and leaves with every hand-off queued meanwhile, in
-one ``ApplyActivityBatch``. An idle process adds no wait; a busy one makes fewer, larger
+A hand-off goes to sessions on the event loop's next turn when fewer than
+``max_in_flight`` calls are out, with every hand-off queued in the same turn (a group
+commit's hand-offs arrive together: one call, not one for the first and another for the
+rest); otherwise it waits for a call to return and leaves with every hand-off queued
+meanwhile, in one ``ApplyActivityBatch``. An idle process adds no wait; a busy one makes fewer, larger
 calls instead of one per session (each call and transaction costs sessions more than the
 statement it carries). Every hand-off keeps its own idempotency key, so batching changes
 nothing about counting: a batch retried after a lost answer counts each key once.
@@ -28,12 +30,20 @@ class ApplyQueue:
         self._queue: list[tuple[PendingHandoff, asyncio.Future[SessionTotals]]] = []
         self._in_flight = 0
         self._calls: set[asyncio.Task[None]] = set()
+        self._pump_scheduled = False
 
     async def apply(self, handoff: PendingHandoff) -> SessionTotals:
-        done: asyncio.Future[SessionTotals] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[SessionTotals] = loop.create_future()
         self._queue.append((handoff, done))
-        self._pump()
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            loop.call_soon(self._scheduled_pump)
         return await done
+
+    def _scheduled_pump(self) -> None:
+        self._pump_scheduled = False
+        self._pump()
 
     def _pump(self) -> None:
         while self._queue and self._in_flight < self._max_in_flight:

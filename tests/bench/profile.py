@@ -24,25 +24,35 @@ SAMPLE_SECONDS = 15
 TOP = 12
 
 
-def _summary(raw: Path) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
-    """(samples, top inclusive, top self) of py-spy's collapsed stacks."""
+def _frame(raw: str) -> tuple[str, bool]:
+    """("function (file)", whether the file is the project's own) of a py-spy frame."""
+    function, _, where = raw.partition(" (")
+    path = where.split(":")[0]
+    # py-spy names the project's files relative to the working directory, libraries by
+    # their path under site-packages.
+    own = path.startswith(("services/", "workpulse/", "gateway/"))
+    return f"{function} ({path.rsplit('/', 1)[-1]})", own
+
+
+def _summary(raw: Path) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]], list[tuple[str, int]]]:
+    """(samples, top inclusive, top self, top inclusive of the project's own functions) of
+    py-spy's collapsed stacks."""
     inclusive: collections.Counter[str] = collections.Counter()
-    own: collections.Counter[str] = collections.Counter()
+    project: collections.Counter[str] = collections.Counter()
+    top: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         count = int(count_text)
-        frames = [
-            f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
-            for f in stack.split(";")
-            if " (" in f
-        ]
+        frames = [_frame(f) for f in stack.split(";") if " (" in f]
         total += count
-        for frame in set(frames):
+        for frame, own in set(frames):
             inclusive[frame] += count
+            if own and not frame.startswith(("main (", "run (", "<module>")):
+                project[frame] += count
         if frames:
-            own[frames[-1]] += count
-    return total, inclusive.most_common(TOP), own.most_common(TOP)
+            top[frames[-1][0]] += count
+    return total, inclusive.most_common(TOP), top.most_common(TOP), project.most_common(2 * TOP)
 
 
 def _py_spy() -> str:
@@ -80,13 +90,16 @@ async def main(spy: str, clients_count: int, one_org: bool) -> None:
             f"{clients_count} clients, {where}: {rate:.0f} req/s, p50 {p50:.0f} / p99 {p99:.0f} ms, {failures} failed"
         )
         for name, raw in outputs.items():
-            total, inclusive, own = _summary(raw)
+            total, inclusive, own, project = _summary(raw)
             print(f"\n## {name}: {total} samples")
             print("inclusive:")
             for frame, count in inclusive:
                 print(f"  {100 * count / total:5.1f}%  {frame}")
             print("self:")
             for frame, count in own:
+                print(f"  {100 * count / total:5.1f}%  {frame}")
+            print("the project's functions, inclusive:")
+            for frame, count in project:
                 print(f"  {100 * count / total:5.1f}%  {frame}")
 
 

@@ -1,5 +1,6 @@
-"""The in-line hand-off queue: alone a hand-off leaves at once; concurrent ones share
-calls; each caller gets its own answer, its own NotFound, or the call's failure."""
+"""The in-line hand-off queue: alone a hand-off leaves at once; those queued in one
+event-loop turn (a group commit's) leave in one call; concurrent ones share calls; each
+caller gets its own answer, its own NotFound, or the call's failure."""
 
 from __future__ import annotations
 
@@ -56,17 +57,20 @@ async def test_a_lone_hand_off_leaves_at_once_in_a_call_of_its_own() -> None:
     assert sessions.calls == [[1], [2]]
 
 
-async def test_concurrent_hand_offs_share_calls_and_each_gets_its_own_answer() -> None:
+async def test_hand_offs_of_one_turn_leave_together_and_later_ones_share_the_next_calls() -> None:
     sessions = Sessions()
     queue = ApplyQueue(sessions.apply_many, max_in_flight=2, max_batch=10)
+    # Queued in one turn, as a group commit's hand-offs are: they fill the calls out.
     waiting = [asyncio.create_task(queue.apply(_handoff(n))) for n in range(1, 26)]
     await eventually(lambda: _ready(len(sessions.calls) == 2), timeout=5, interval=0.001, what="two calls out")
-    assert sessions.calls == [[1], [2]]  # two calls out; the other 23 queue behind them
+    assert sessions.calls == [list(range(1, 11)), list(range(11, 21))]
+    waiting += [asyncio.create_task(queue.apply(_handoff(n))) for n in range(26, 31)]
+    await asyncio.sleep(0.01)
+    assert len(sessions.calls) == 2  # the other 10 queue behind the two calls out
     sessions.release.set()
     answers = await asyncio.gather(*waiting)
-    assert answers == [_totals(_handoff(n)) for n in range(1, 26)]
-    assert sorted(n for call in sessions.calls for n in call) == list(range(1, 26))
-    assert len(sessions.calls) == 5 and max(len(c) for c in sessions.calls) == 10  # 1, 1, 10, 10, 3
+    assert answers == [_totals(_handoff(n)) for n in range(1, 31)]
+    assert sessions.calls[2:] == [list(range(21, 31))]
 
 
 async def test_an_unknown_session_fails_only_its_own_caller() -> None:
@@ -94,8 +98,8 @@ async def test_a_caller_that_gives_up_does_not_break_the_others() -> None:
     sessions = Sessions()
     queue = ApplyQueue(sessions.apply_many, max_in_flight=1)
     impatient = asyncio.create_task(queue.apply(_handoff(1)))
-    patient = asyncio.create_task(queue.apply(_handoff(2)))
     await eventually(lambda: _ready(sessions.calls == [[1]]), timeout=5, interval=0.001, what="the first call out")
+    patient = asyncio.create_task(queue.apply(_handoff(2)))
     impatient.cancel()
     sessions.release.set()
     assert await patient == _totals(_handoff(2))
