@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from services.ingest.domain import MAX_CLOCK_SKEW, NewEvent, RejectReason, SessionWindow, TotalsDelta, totals_delta
 from services.ingest.repository import ActivityLogRepository, PendingHandoff
-from workpulse.db import UnitOfWork, direct_switch_tenant
+from workpulse.db import UnitOfWork
 
 logger = logging.getLogger("workpulse.ingest.store")
 T = TypeVar("T")
@@ -68,7 +68,6 @@ class ActivityStore:
                 log = ActivityLogRepository(conn)
                 results = {}
                 for org, part in parts.items():
-                    await direct_switch_tenant(conn, org)
                     results[org] = await part.commit(log)
                 return results
 
@@ -103,8 +102,8 @@ _TenantResult = tuple[set[Identity], dict[Identity, RejectReason], list[PendingH
 
 
 class _TenantWrite:
-    """One organization's part of a commit: its statements, on a transaction already
-    pointed at it as the tenant."""
+    """One organization's part of a commit: its statements, the first of which points the
+    transaction at it as the tenant."""
 
     def __init__(self, organization_id: str, writes: list[ActivityWrite]) -> None:
         self._org = organization_id
@@ -118,15 +117,14 @@ class _TenantWrite:
             ),
             key=lambda r: (r[0], r[2].client_event_id, r[2].timestamp),
         )
-        self._latest: dict[str, datetime] = {}
-        for session_id, _, event in self._rows:
-            self._latest[session_id] = max(self._latest.get(session_id, event.timestamp), event.timestamp)
+        self._sessions = sorted({session_id for session_id, _, _ in self._rows})
 
     async def commit(self, log: ActivityLogRepository) -> _TenantResult:
         """(stored identities, refusals, hand-offs) of this organization's writes."""
         org, rows, windows = self._org, self._rows, self._windows
-        # First, so the sessions' ends cannot move while this write decides.
-        ends = await log.hold_bounds(org, self._latest) if rows else {}
+        # The locks first, so the sessions' ends cannot move while this write decides.
+        await log.enter(org, self._sessions)
+        ends = await log.ends(org, self._sessions)
         refused: dict[Identity, RejectReason] = {}
         kept = []
         for row in rows:

@@ -45,17 +45,26 @@ _INSERT_EVENTS = """
     returning session_id::text, client_event_id, "timestamp"
 """
 
-# The bounds row of each session a write touches, locked for the transaction (an upsert
-# locks the row it finds): a concurrent CloseSession waits for the write, or the write
-# for it, so the end it returns is final. Open sessions record the write's latest stamp.
-_HOLD_BOUNDS = """
-    insert into ingest.session_bounds as b (organization_id, session_id, latest_stamp)
-    select %(org)s::uuid, t.session_id, t.latest
-    from unnest(%(sessions)s::uuid[], %(latest)s::timestamptz[]) as t(session_id, latest)
-    on conflict (organization_id, session_id) do update
-        set latest_stamp = case when b.end_time is null then greatest(b.latest_stamp, excluded.latest_stamp)
-                                else b.latest_stamp end
-    returning session_id::text, end_time
+# Writes of a session, and its stop, are serialised by an advisory lock on the session
+# (its own two-key space: the one-key locks of outbox relays never collide with it),
+# taken before anything is decided: a stop waits for the writes in flight and later
+# writes see its end; and a write's de-duplication sees what an earlier write of the
+# session committed (one client id at two timestamps in racing writes is a conflict, not
+# two events). A lock writes no tuple and no WAL, unlike the bounds row every write used
+# to upsert for the same purpose. One statement points the transaction at the tenant and
+# takes the locks, in the order given (sorted: no deadlock between writes).
+_BOUNDS_LOCKS = 1_148_093_441  # the lock space of session bounds (any fixed int4)
+_ENTER = """
+    select set_config('app.organization_id', %(org)s, true),
+        (select count(pg_advisory_xact_lock(%(space)s, hashtext(s::uuid::text)))
+         from unnest(%(sessions)s::text[]) as s)
+"""
+
+# Read in a statement after the locks: its snapshot is taken once they are held, so it
+# sees any stop that committed before them (a stop waits for the writes holding them).
+_ENDS = """
+    select b.session_id::text, b.end_time from ingest.session_bounds b
+    where b.organization_id = %(org)s::uuid and b.session_id = any(%(sessions)s::uuid[]) and b.end_time is not null
 """
 
 _STORED_STAMPS = """
@@ -66,13 +75,20 @@ _STORED_STAMPS = """
     where a.organization_id = %(org)s::uuid and a."timestamp" >= %(earliest)s
 """
 
-# The end is the later of the database's clock and the latest stored stamp, so no event
-# stored before the close lies after it (an agent's clock may run a little ahead).
+_CLOSE_LOCK = "select pg_advisory_xact_lock(%(space)s, hashtext(%(session)s::uuid::text))"
+
+# After _CLOSE_LOCK (every write of the session in flight has committed): the end is the
+# later of the database's clock and the latest stored stamp, so no event stored before
+# the close lies after it (an agent's clock may run a little ahead). A stop is rare, so
+# reading that stamp from the events (every partition's key index) costs nothing that
+# matters; a write never pays for it.
 _CLOSE_SESSION = """
     insert into ingest.session_bounds as b (organization_id, session_id, end_time)
-    values (%(org)s::uuid, %(session)s::uuid, clock_timestamp())
+    select %(org)s::uuid, %(session)s::uuid, greatest(clock_timestamp(), max(a."timestamp"))
+    from ingest.activity_logs a
+    where a.organization_id = %(org)s::uuid and a.session_id = %(session)s::uuid
     on conflict (organization_id, session_id) do update
-        set end_time = coalesce(b.end_time, greatest(clock_timestamp(), b.latest_stamp))
+        set end_time = coalesce(b.end_time, excluded.end_time)
     returning end_time
 """
 
@@ -148,14 +164,16 @@ class ActivityLogRepository:
             found = await cursor.fetchall()
         return {(r[0], r[1], r[2]) for r in found}
 
-    async def hold_bounds(self, organization_id: str, latest: Mapping[str, datetime]) -> dict[str, datetime | None]:
-        """Locks the bounds row of each session (creating it), records the latest stamp the
-        write brings to the still open ones, and returns each session's end (None: open).
-        ``latest``: session id to the latest timestamp among its events in this write."""
-        sessions = sorted(latest)  # one lock order for every transaction
-        cursor = await self._conn.execute(
-            _HOLD_BOUNDS, {"org": organization_id, "sessions": sessions, "latest": [latest[s] for s in sessions]}
-        )
+    async def enter(self, organization_id: str, sessions: Sequence[str]) -> None:
+        """Points the transaction at the tenant and holds the sessions' write locks until
+        it ends (a stop and other writes of those sessions wait for it)."""
+        await self._conn.execute(_ENTER, {"org": organization_id, "space": _BOUNDS_LOCKS, "sessions": sorted(sessions)})
+
+    async def ends(self, organization_id: str, sessions: Sequence[str]) -> dict[str, datetime]:
+        """The end of each of those sessions that has one (read after :meth:`enter`)."""
+        if not sessions:
+            return {}
+        cursor = await self._conn.execute(_ENDS, {"org": organization_id, "sessions": list(sessions)})
         return {str(sid): end for sid, end in await cursor.fetchall()}
 
     async def stored_stamps(
@@ -176,6 +194,7 @@ class ActivityLogRepository:
 
     async def close_session(self, organization_id: str, session_id: str) -> datetime:
         """Ends the session's window for good (idempotent); returns its end."""
+        await self._conn.execute(_CLOSE_LOCK, {"space": _BOUNDS_LOCKS, "session": session_id})
         cursor = await self._conn.execute(_CLOSE_SESSION, {"org": organization_id, "session": session_id})
         row = await cursor.fetchone()
         assert row is not None

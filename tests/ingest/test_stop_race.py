@@ -12,7 +12,11 @@ import grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.ingest.batch_store import ActivityStore
+from services.ingest.domain import NewEvent
+from services.ingest.repository import ActivityLogRepository
 from tests.ingest.conftest import Stack, UserFactory, event, invariant_violations, start_ingest
+from workpulse.db import UnitOfWork, create_engine
 from workpulse.ingest.v1 import ingest_pb2 as pb
 from workpulse.ingest.v1 import ingest_pb2_grpc
 
@@ -121,3 +125,35 @@ async def test_an_event_far_ahead_of_a_stopped_session_is_after_its_end_not_in_t
     )
     reply = await stack.ingest.RecordActivityBatch(far, metadata=user.md)
     assert [r.reason for r in reply.results] == [pb.REJECT_REASON_AFTER_SESSION_END], reply
+
+
+async def test_a_stop_waits_for_a_write_deciding_and_ends_after_what_it_stores(
+    stack: Stack, make_user: UserFactory, database_url: str
+) -> None:
+    """A write holds its session's lock from before it reads the end until it commits: a
+    stop arriving meanwhile waits for it, then ends no earlier than the event it stored
+    (stamped a second ahead, as an agent's clock may run)."""
+    user = make_user()
+    session = await stack.start(user)
+    engine = create_engine(database_url, pool_size=2)
+    uow = UnitOfWork(engine)
+    ahead = datetime.now(UTC) + timedelta(seconds=1)
+    try:
+        async with uow.direct(None) as conn:
+            log = ActivityLogRepository(conn)
+            await log.enter(user.org, [session.id])
+            assert await log.ends(user.org, [session.id]) == {}
+            start = session.start_time.ToDatetime(tzinfo=UTC)
+            stored = await log.insert_new(
+                user.org,
+                [(session.id, user.id, NewEvent("ahead", ahead, "active", 1, None, None, None))],
+                {session.id: start},
+            )
+            assert len(stored) == 1
+            closing = asyncio.create_task(ActivityStore(uow).close(user.org, session.id))
+            await asyncio.sleep(0.5)
+            assert not closing.done(), "the stop did not wait for the write holding the session's lock"
+        end = await asyncio.wait_for(closing, timeout=10)
+        assert end >= ahead
+    finally:
+        await engine.dispose()
