@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -18,8 +19,6 @@ from google.protobuf.message import Message
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from workpulse import errors, log, text
 from workpulse.grpc_client import serving_within
@@ -56,6 +55,20 @@ def client_address() -> str:
     return _client_address.get()
 
 
+def _database_unavailable(exc: BaseException) -> bool:
+    """A lost connection or an exhausted pool. SQLAlchemy is not imported for this check: it
+    would put 10 MiB into a process with no SQL (realtime), and where it is not loaded no
+    exception can be one of its classes."""
+    if "sqlalchemy.exc" not in sys.modules:
+        return False
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, OperationalError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
 def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[tuple[str, str]]]:
     if isinstance(exc, errors.WorkPulseError):
         trailers = [("wp-field", exc.field)] if exc.field else []
@@ -67,7 +80,7 @@ def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[tuple[st
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "request"
         return grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {first['msg']}", [("wp-field", field)]
-    if isinstance(exc, OperationalError | PoolTimeout) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+    if _database_unavailable(exc):
         logger.warning("database unavailable", exc_info=exc)
         return grpc.StatusCode.UNAVAILABLE, "database unavailable", []
     if isinstance(exc, RedisConnectionError | RedisTimeout):

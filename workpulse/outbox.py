@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from workpulse.db import UnitOfWork
-from workpulse.redisconn import Keys, raise_if_cancelled
+from workpulse.redisconn import Keys, events_stream, raise_if_cancelled
 
 logger = logging.getLogger("workpulse.outbox")
 
@@ -79,11 +79,6 @@ for i = 2, #KEYS do
 end
 return published
 """
-
-
-def events_stream(keys: Keys) -> str:
-    """The one stream every service publishes to and realtime consumes."""
-    return keys.key("{events}", "stream")
 
 
 class StreamPublisher:

@@ -49,3 +49,9 @@ class Keys:
 
     def tenant(self, organization_id: str, *parts: str) -> str:
         return ":".join((self.prefix, "{" + organization_id + "}", *parts))
+
+
+def events_stream(keys: Keys) -> str:
+    """The one stream every service publishes to and realtime consumes (here, not beside
+    the outbox, so realtime reads it without loading SQLAlchemy: 25 MiB of its memory)."""
+    return keys.key("{events}", "stream")

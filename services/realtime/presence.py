@@ -35,8 +35,7 @@ from services.realtime.domain import (
     parse_stream_id,
     presence_payload,
 )
-from workpulse.outbox import events_stream
-from workpulse.redisconn import Keys, raise_if_cancelled
+from workpulse.redisconn import Keys, events_stream, raise_if_cancelled
 
 logger = logging.getLogger("workpulse.realtime.presence")
 ACTIVITY_CACHE_SIZE = 100_000

@@ -13,8 +13,7 @@ import redis.exceptions
 
 from services.realtime.domain import Event, parse_stream_id
 from workpulse.errors import Unavailable
-from workpulse.outbox import events_stream
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, events_stream
 
 
 @contextmanager

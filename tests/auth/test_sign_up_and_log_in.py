@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.auth.conftest import PASSWORD, sign_up, unique_email
 from tests.support import eventually
 from workpulse.auth.v1 import auth_pb2, auth_pb2_grpc
-from workpulse.outbox import events_stream
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, events_stream
 
 USER_FIELDS = {
     "id",

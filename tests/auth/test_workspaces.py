@@ -28,8 +28,7 @@ from tests.auth.conftest import (
 )
 from tests.support import eventually
 from workpulse.auth.v1 import auth_pb2, auth_pb2_grpc
-from workpulse.outbox import events_stream
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, events_stream
 
 BAD_CREDENTIALS = "invalid email, password or organization"
 

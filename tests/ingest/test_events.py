@@ -12,8 +12,7 @@ import redis.asyncio as aioredis
 from tests.ingest.conftest import Stack, UserFactory, event
 from tests.support import eventually
 from workpulse.ingest.v1 import ingest_pb2 as pb
-from workpulse.outbox import events_stream
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, events_stream
 
 
 async def test_a_batch_publishes_activity_recorded_with_its_totals(

@@ -19,7 +19,7 @@ from workpulse import outbox
 from workpulse.db import UnitOfWork, create_engine
 from workpulse.migrate import outbox_ddl
 from workpulse.postgres import MAINTENANCE_ROLE
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, events_stream
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def keys(redis_prefix: str) -> Keys:
 
 
 async def _entries(client: aioredis.Redis, keys: Keys) -> list[dict[str, str]]:
-    return [fields for _, fields in await client.xrange(outbox.events_stream(keys))]
+    return [fields for _, fields in await client.xrange(events_stream(keys))]
 
 
 async def test_committed_events_published_once_rolled_back_never(

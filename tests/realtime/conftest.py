@@ -12,10 +12,9 @@ import redis.asyncio as aioredis
 
 from services.realtime.main import Settings, build
 from tests.support import TokenFactory
-from workpulse.outbox import events_stream
 from workpulse.realtime.v1 import realtime_pb2 as pb
 from workpulse.realtime.v1 import realtime_pb2_grpc as pb_grpc
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, events_stream
 
 
 @dataclass

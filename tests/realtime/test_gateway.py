@@ -26,10 +26,9 @@ import socketio
 from tests.realtime.clients import SioListener, WsListener, publish
 from tests.realtime.conftest import Org, auth
 from tests.support import ServiceProcess, TokenFactory, eventually, free_port
-from workpulse.outbox import events_stream
 from workpulse.realtime.v1 import realtime_pb2 as pb
 from workpulse.realtime.v1 import realtime_pb2_grpc as pb_grpc
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, events_stream
 from workpulse.supervisor import PROCESSES
 
 pytestmark = pytest.mark.e2e

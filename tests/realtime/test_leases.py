@@ -15,10 +15,9 @@ from services.realtime.main import Settings, build
 from tests.realtime.clients import GrpcListener, publish
 from tests.realtime.conftest import FAST_PRESENCE, Org, auth, subscribe_request
 from tests.support import InProcessServer, TokenFactory, start_in_process
-from workpulse.outbox import events_stream
 from workpulse.realtime.v1 import realtime_pb2 as pb
 from workpulse.realtime.v1 import realtime_pb2_grpc as pb_grpc
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, events_stream
 
 LEASE_SECONDS = 60.0
 

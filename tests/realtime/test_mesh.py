@@ -14,8 +14,7 @@ import redis.asyncio as aioredis
 
 from tests.realtime.clients import Recorder, SioListener, WsListener, publish
 from tests.support import Mesh
-from workpulse.outbox import events_stream
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, events_stream
 
 pytestmark = pytest.mark.e2e
 

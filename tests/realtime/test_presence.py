@@ -13,10 +13,9 @@ from services.realtime.presence import PresenceStore
 from tests.realtime.clients import GrpcListener, publish
 from tests.realtime.conftest import Org, RealtimeServer, auth, subscribe_request
 from tests.support import TokenFactory, eventually
-from workpulse.outbox import events_stream
 from workpulse.realtime.v1 import realtime_pb2 as pb
 from workpulse.realtime.v1 import realtime_pb2_grpc as pb_grpc
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, events_stream
 
 
 async def _types(redis: aioredis.Redis, stream: str) -> list[str]:

@@ -12,8 +12,7 @@ import redis.asyncio as aioredis
 
 from services.realtime.main import Settings, build
 from tests.support import eventually
-from workpulse.outbox import events_stream
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, events_stream
 
 ENTRIES = 500  # several of Redis's stream nodes (100 entries each): approximate trimming drops whole nodes
 

@@ -108,8 +108,7 @@ async def test_a_subscriber_that_falls_behind_is_told_to_resync(
     settings_env: dict[str, str], rt_prefix: str, redis: aioredis.Redis, tokens: TokenFactory
 ) -> None:
     from services.realtime.main import Settings, build
-    from workpulse.outbox import events_stream
-    from workpulse.redisconn import Keys
+    from workpulse.redisconn import Keys, events_stream
 
     running, cleanup = await build(Settings(grpc_port=0, redis_prefix=rt_prefix, subscriber_queue_size=4))
     org = Org.create(tokens)

@@ -16,8 +16,7 @@ import pytest
 
 from tests.scheduler.conftest import Rig, World
 from tests.support import ROOT, eventually, start_mesh
-from workpulse.outbox import events_stream
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, events_stream
 
 
 def peer_env(rig: Rig, mesh_env: dict[str, str]) -> dict[str, str]:

@@ -15,8 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.sessions.conftest import Server, UserFactory, apply_request, invalid_argument, start_session
 from tests.support import eventually
-from workpulse.outbox import events_stream
-from workpulse.redisconn import Keys
+from workpulse.redisconn import Keys, events_stream
 from workpulse.sessions.v1 import sessions_pb2 as pb
 
 Metadata = tuple[tuple[str, str], ...]
