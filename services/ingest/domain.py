@@ -1,4 +1,5 @@
-"""Activity events and the rules that admit them into a session (no grpc, no SQL here).
+"""Activity events, sessions' windows and totals (no grpc, no SQL here; the rules that
+admit events are in services/ingest/admission.py).
 
 An event is identified by (session, client event id, timestamp). Events without a client
 id get one derived from their content, so a blind retry of the same batch is recognised;
@@ -7,7 +8,6 @@ events the server stamps itself (no timestamp given) are unique by construction.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from workpulse.errors import InvalidArgument
-from workpulse.text import CONTROL_MESSAGE, has_control_character
 
 MAX_BATCH_EVENTS = 1000
 MAX_DURATION_SECONDS = 86_400
@@ -68,6 +67,56 @@ class IncomingEvent:
     timestamp: datetime | None = None
     screenshot_timestamp: datetime | None = None
     client_event_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingBatch:
+    """A request's events as columns: the i-th value of every list is event i's.
+
+    How a stream's batch is read (messages.incoming_batch): a batch of 500 events is
+    checked column by column and no object is made per event until it is admitted. A
+    sequence of IncomingEvent converts with :meth:`of`."""
+
+    activity_types: list[str]
+    durations: list[int]
+    app_names: list[str]
+    urls: list[str]
+    timestamps: list[datetime | None]
+    screenshot_timestamps: list[datetime | None]
+    client_event_ids: list[str]
+
+    @classmethod
+    def of(cls, events: Sequence[IncomingEvent]) -> IncomingBatch:
+        return cls(
+            [e.activity_type for e in events],
+            [e.duration_seconds for e in events],
+            [e.app_name for e in events],
+            [e.url for e in events],
+            [e.timestamp for e in events],
+            [e.screenshot_timestamp for e in events],
+            [e.client_event_id for e in events],
+        )
+
+    def __len__(self) -> int:
+        return len(self.client_event_ids)
+
+    def event(self, index: int) -> IncomingEvent:
+        return IncomingEvent(
+            self.activity_types[index],
+            self.durations[index],
+            self.app_names[index],
+            self.urls[index],
+            self.timestamps[index],
+            self.screenshot_timestamps[index],
+            self.client_event_ids[index],
+        )
+
+    def shifted(self, shift: timedelta) -> IncomingBatch:
+        """The batch with every given timestamp moved by ``shift`` (the server stamps the others)."""
+        if not shift:
+            return self
+        stamps = [None if t is None else t + shift for t in self.timestamps]
+        return replace(self, timestamps=stamps)
 
 
 @dataclass
@@ -123,27 +172,76 @@ class SessionWindow:
         return self.end_time is not None
 
 
-@dataclass(frozen=True, slots=True)
 class NewEvent:
-    """An admitted event, ready to be stored (if not already)."""
+    """An admitted event, ready to be stored (if not already). Never changed once made.
 
-    client_event_id: str
-    timestamp: datetime
-    activity_type: str
-    duration_seconds: int
-    app_name: str | None
-    url: str | None
-    screenshot_timestamp: datetime | None
-    # A client id without a timestamp: the server stamped it, so a retry carries another
-    # timestamp and is recognised by the client id alone.
-    match_any_timestamp: bool = False
-    # The client chose the id (not derived from the content, nor the server's): one id
-    # names one event, so the same id stored with another timestamp is a conflict.
-    client_chose_id: bool = False
+    A plain class with slots rather than a frozen dataclass: a frozen dataclass sets each
+    field through object.__setattr__, several times the cost of this constructor, and one
+    is made for every stored event. ``key`` is kept, not computed: it is read several
+    times per event on the way to the store and back.
+    """
 
-    @property
-    def key(self) -> tuple[str, datetime]:
-        return self.client_event_id, self.timestamp
+    __slots__ = (
+        "activity_type",
+        "app_name",
+        "client_chose_id",
+        "client_event_id",
+        "duration_seconds",
+        "key",
+        "match_any_timestamp",
+        "screenshot_timestamp",
+        "timestamp",
+        "url",
+    )
+
+    def __init__(
+        self,
+        client_event_id: str,
+        timestamp: datetime,
+        activity_type: str,
+        duration_seconds: int,
+        app_name: str | None,
+        url: str | None,
+        screenshot_timestamp: datetime | None,
+        match_any_timestamp: bool = False,
+        client_chose_id: bool = False,
+    ) -> None:
+        self.client_event_id = client_event_id
+        self.timestamp = timestamp
+        self.activity_type = activity_type
+        self.duration_seconds = duration_seconds
+        self.app_name = app_name
+        self.url = url
+        self.screenshot_timestamp = screenshot_timestamp
+        # A client id without a timestamp: the server stamped it, so a retry carries another
+        # timestamp and is recognised by the client id alone.
+        self.match_any_timestamp = match_any_timestamp
+        # The client chose the id (not derived from the content, nor the server's): one id
+        # names one event, so the same id stored with another timestamp is a conflict.
+        self.client_chose_id = client_chose_id
+        self.key: tuple[str, datetime] = (client_event_id, timestamp)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.client_event_id,
+            self.timestamp,
+            self.activity_type,
+            self.duration_seconds,
+            self.app_name,
+            self.url,
+            self.screenshot_timestamp,
+            self.match_any_timestamp,
+            self.client_chose_id,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NewEvent) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return f"NewEvent{self._fields()!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,29 +304,36 @@ class WriteResult:
 
 @dataclass
 class BatchOutcome:
-    """Per-event outcomes of one request, in request order, and the totals after it."""
+    """The outcome of one request's events, and the totals after it.
 
-    outcomes: list[EventOutcome]
+    Only the events not accepted get an outcome object (a batch is normally accepted
+    whole, and 500 objects per batch would be made for nothing): the accepted events are
+    the admitted ones not among them. :attr:`outcomes` builds every event's on demand."""
+
+    size: int  # events in the request
+    not_accepted: list[EventOutcome] = field(default_factory=list)  # in request order
+    admitted: Sequence[NewEvent] = ()
+    admitted_indices: Sequence[int] = ()  # each admitted event's index in the request
     session: SessionTotals | None = None
     # Stored events whose totals sessions has not applied yet (it was unreachable): a
     # success all the same, which a client must not resend.
     totals_pending: bool = False
 
     def count(self, status: EventStatus) -> int:
-        return sum(1 for o in self.outcomes if o.status is status)
+        if status is EventStatus.ACCEPTED:
+            return self.size - len(self.not_accepted)
+        return sum(1 for o in self.not_accepted if o.status is status)
 
     @property
-    def not_accepted(self) -> list[EventOutcome]:
-        return [o for o in self.outcomes if o.status is not EventStatus.ACCEPTED]
-
-
-@dataclass
-class Admission:
-    """The result of checking a request's events against the session window."""
-
-    admitted: list[tuple[int, NewEvent]] = field(default_factory=list)
-    rejected: list[EventOutcome] = field(default_factory=list)
-    repeated: list[EventOutcome] = field(default_factory=list)
+    def outcomes(self) -> list[EventOutcome]:
+        """Every event's outcome, in request order."""
+        other = {o.index for o in self.not_accepted}
+        accepted = [
+            EventOutcome(index, event.client_event_id, EventStatus.ACCEPTED)
+            for index, event in zip(self.admitted_indices, self.admitted, strict=True)
+            if index not in other
+        ]
+        return sorted([*self.not_accepted, *accepted], key=lambda o: o.index)
 
 
 def require_uuid(value: str, field: str) -> str:
@@ -242,122 +347,25 @@ def require_session_id(value: str) -> str:
     return require_uuid(value, "session_id")
 
 
-def derive_client_event_id(session_id: str, event: IncomingEvent, timestamp: datetime) -> str:
-    """A stable id from the content, so resending the same event is a duplicate."""
-    content = "\x1f".join(
-        (
-            session_id,
-            timestamp.isoformat(),
-            event.activity_type,
-            str(event.duration_seconds),
-            event.app_name,
-            event.url,
-        )
-    )
-    return "sha256:" + hashlib.sha256(content.encode()).hexdigest()[:40]
-
-
-def _check(
-    event: IncomingEvent, window: SessionWindow, now: datetime, skew: timedelta
-) -> tuple[RejectReason, str] | None:
-    if event.activity_type not in ACTIVITY_TYPES:
-        return RejectReason.UNKNOWN_ACTIVITY_TYPE, "activity_type: must be 'active' or 'idle'"
-    if not 0 <= event.duration_seconds <= MAX_DURATION_SECONDS:
-        return RejectReason.INVALID_DURATION, f"duration_seconds: must be 0..{MAX_DURATION_SECONDS}"
-    if len(event.app_name) > MAX_APP_NAME:
-        return RejectReason.FIELD_TOO_LONG, f"app_name: at most {MAX_APP_NAME} characters"
-    if len(event.url) > MAX_URL:
-        return RejectReason.FIELD_TOO_LONG, f"url: at most {MAX_URL} characters"
-    if len(event.client_event_id) > MAX_CLIENT_EVENT_ID:
-        return RejectReason.FIELD_TOO_LONG, f"client_event_id: at most {MAX_CLIENT_EVENT_ID} characters"
-    for name in ("app_name", "url", "client_event_id"):
-        if has_control_character(getattr(event, name)):
-            return RejectReason.INVALID_TEXT, f"{name}: {CONTROL_MESSAGE}"
-    if event.timestamp is None and window.end_time is not None:
-        # Stamped by the server's clock, which needs no skew allowance: the session is over.
-        return RejectReason.AFTER_SESSION_END, "session: stopped"
-    stamp = event.timestamp or now
-    if stamp < window.start_time - skew:
-        return RejectReason.BEFORE_SESSION_START, "timestamp: before the session started"
-    if window.end_time is not None and stamp > window.end_time:
-        # A stop is final: no allowance after it (the store enforces it under a lock too).
-        return RejectReason.AFTER_SESSION_END, REFUSAL_MESSAGES[RejectReason.AFTER_SESSION_END]
-    if stamp > now + skew:
-        return RejectReason.TIMESTAMP_IN_FUTURE, "timestamp: in the future"
-    return None
-
-
-def admit(
-    events: Sequence[IncomingEvent],
-    window: SessionWindow,
-    *,
-    now: datetime,
-    skew: timedelta,
-    require_timestamp: bool,
-) -> Admission:
-    """Checks each event; rejected ones get a reason, repeats within the request are duplicates."""
-    result = Admission()
-    seen: set[tuple[str, datetime]] = set()
-    chosen: dict[str, datetime] = {}
-    for index, event in enumerate(events):
-        if event.timestamp is None and require_timestamp:
-            result.rejected.append(
-                EventOutcome(
-                    index,
-                    event.client_event_id,
-                    EventStatus.REJECTED,
-                    RejectReason.MISSING_TIMESTAMP,
-                    "timestamp: required",
-                )
-            )
-            continue
-        problem = _check(event, window, now, skew)
-        if problem is not None:
-            result.rejected.append(EventOutcome(index, event.client_event_id, EventStatus.REJECTED, *problem))
-            continue
-        stamp = event.timestamp or now
-        if event.client_event_id:
-            client_id = event.client_event_id
-        elif event.timestamp is not None:
-            client_id = derive_client_event_id(window.session_id, event, stamp)
-        else:
-            # Stamped by the server: two such events are two observations, never a retry.
-            client_id = "server:" + uuid.uuid4().hex
-        new = NewEvent(
-            client_id,
-            stamp,
-            event.activity_type,
-            event.duration_seconds,
-            event.app_name or None,
-            event.url or None,
-            event.screenshot_timestamp,
-            match_any_timestamp=bool(event.client_event_id) and event.timestamp is None,
-            client_chose_id=bool(event.client_event_id),
-        )
-        if new.key in seen:
-            result.repeated.append(EventOutcome(index, client_id, EventStatus.DUPLICATE))
-            continue
-        if new.client_chose_id and chosen.setdefault(client_id, stamp) != stamp:
-            reason = RejectReason.EVENT_ID_CONFLICT
-            result.rejected.append(
-                EventOutcome(index, client_id, EventStatus.REJECTED, reason, REFUSAL_MESSAGES[reason])
-            )
-            continue
-        seen.add(new.key)
-        result.admitted.append((index, new))
-    return result
-
-
 def totals_delta(window: SessionWindow, stored: Sequence[NewEvent]) -> TotalsDelta | None:
     """The totals the newly stored events add to the session, or None when nothing was new."""
     if not stored:
         return None
+    active = idle = 0
+    latest = stored[0].timestamp
+    for e in stored:  # one pass (a commit's events, thousands): not one per sum
+        if e.activity_type == "active":
+            active += e.duration_seconds
+        elif e.activity_type == "idle":
+            idle += e.duration_seconds
+        if e.timestamp > latest:
+            latest = e.timestamp
     return TotalsDelta(
         organization_id=window.organization_id,
         session_id=window.session_id,
         user_id=window.user_id,
-        active_seconds=sum(e.duration_seconds for e in stored if e.activity_type == "active"),
-        idle_seconds=sum(e.duration_seconds for e in stored if e.activity_type == "idle"),
-        last_activity_at=max(e.timestamp for e in stored),
+        active_seconds=active,
+        idle_seconds=idle,
+        last_activity_at=latest,
         event_count=len(stored),
     )

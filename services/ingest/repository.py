@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ingest.domain import MAX_CLOCK_SKEW, NewEvent, TotalsDelta
+from services.ingest.event_columns import (
+    COLUMNS,
+    SEP_SQL,
+    integers_array,
+    joined,
+    random_ids,
+    register_dumpers,
+    stamps_array,
+)
 from workpulse.db import DriverConnection
 
 SCHEMA = "ingest"
@@ -19,31 +28,89 @@ TOTALS_TOPIC = "session_totals"
 TOTALS_EVENT = "SESSION_TOTALS_DELTA"
 ACTIVITY_RECORDED = "ACTIVITY_RECORDED"
 
-# Duplicates are skipped by the primary key; an event whose client id came without a
-# timestamp is also a duplicate of any stored event of the session with that client id,
-# and one whose client id came with another timestamp than the stored one's is a conflict
-# (one id names one event), also not stored. That search is bounded below by the earliest
-# moment any event of the session can carry (its start less the largest clock skew
-# allowed), so the partitions of days before the session are pruned at run time: its
-# cost follows the session, not the organization's whole history.
-# Written for psycopg directly: %(name)b sends each array in binary, which costs a third
-# of the text format's client-side encoding (the hot path of a 500-event batch).
-_INSERT_EVENTS = """
-    insert into ingest.activity_logs (organization_id, session_id, user_id, "timestamp", activity_type,
+
+# An event already stored is not stored again: one with a derived (or the server's) id
+# when the same id is stored at the same timestamp; one whose client id came without a
+# timestamp when the session has that client id stored at all; and one whose client id
+# came with a timestamp likewise, as a duplicate if the stored one's is the same and a
+# conflict if not (one id names one event; the caller tells the two apart). The search is
+# bounded below by the earliest moment any event of the session can carry (its start less
+# the largest clock skew allowed), and above by the latest any stored event can carry:
+# admission refuses an event stamped more than the largest skew ahead of its replica's
+# clock, and a replica's clock is taken to be within _CLOCK_ERROR of the database's. Both
+# bounds are known when the statement starts, so the partitions outside them are pruned
+# once: the search costs one index probe per event in the session's days (one partition,
+# most of the day), not one in every partition created ahead, and follows the session,
+# not the organization's history. Both OFFSET 0 keep it that (the planner may not pull
+# the search up into an anti-join, which reads every stored event of the organization in
+# the bounds, nor the events' subquery into the statement, whose session column is then
+# an expression the probe cannot use the primary key for).
+#
+# The search sees every event stored before, so no ON CONFLICT is needed (its speculative
+# insertion cost a sixth of the statement): every write of a session holds the session's
+# lock (see _ENTER) from before this statement takes its snapshot, so an earlier write has
+# committed and is seen, and a later one waits. Two rows of one statement with the same
+# key (a client choosing the id another event derived, at its timestamp) are the one
+# case the search cannot see: such a statement skips repeats on the key instead
+# (_INSERT_EVENTS_SKIPPING_REPEATS). A writer that broke the lock's rule would fail on the
+# primary key, and its events be resent: never stored twice.
+#
+# Encoded for the server's cost and the client's (a 500-event batch is the hot path):
+# - text columns are one string each, split by the server (string_to_array): joining in
+#   Python is C-speed, while psycopg's array dumpers loop in Python per element (a fifth
+#   of a microsecond per value, twelve values per event). The separator is a control
+#   character admission refuses in any text (the count of separators is checked anyway:
+#   text that would split wrongly is refused, never stored shifted); '' stands for NULL
+#   (admission stores an empty app name or URL as NULL).
+# - timestamps and durations are binary arrays encoded here (event_columns), the session and
+#   user are given once per session and indexed per event (not at all for one session),
+#   a column that is NULL throughout is not sent (unnest pads it with NULLs), and the
+#   kind of id (d: derived or the server's, c: chosen by the client, a: chosen, without a
+#   timestamp) is one character per event.
+# - the events' ids are made here, not by the column's default (see event_columns.random_ids).
+# - nothing is returned: the row count says whether every row was new (normally so), and
+#   only when it says not is _STORED_NOW asked which were (a row per event returned and
+#   read cost the server and the client a microsecond or two each).
+_CLOCK_ERROR = timedelta(hours=1)
+_INSERT_EVENTS = f"""
+    insert into ingest.activity_logs (organization_id, id, session_id, user_id, "timestamp", activity_type,
         duration_seconds, app_name, url, screenshot_timestamp, client_event_id)
-    select %(org)b::uuid, e.session_id, e.user_id, e.ts, e.activity_type, e.duration, e.app_name, e.url,
+    select %(org)s::uuid, e.id, e.session_id, e.user_id, e.ts, e.activity_type, e.duration, e.app_name, e.url,
         e.shot, e.cid
-    from unnest(%(sessions)b::uuid[], %(users)b::uuid[], %(stamps)b::timestamptz[], %(types)b::text[],
-        %(durations)b::integer[], %(apps)b::text[], %(urls)b::text[], %(shots)b::timestamptz[], %(cids)b::text[],
-        %(any_stamp)b::boolean[], %(chosen)b::boolean[], %(earliest)b::timestamptz[])
-        as e(session_id, user_id, ts, activity_type, duration, app_name, url, shot, cid, any_stamp, chosen, earliest)
-    where not e.chosen or not exists (
+    from (
+        select e.id, (%(sessions)s::uuid[])[coalesce(e.si, 1)] as session_id,
+            (%(users)s::uuid[])[coalesce(e.si, 1)] as user_id, e.ts, e.activity_type, e.duration, e.app_name,
+            e.url, e.shot, e.cid, e.kind
+        from unnest(%(ids)b, %(stamps)b, string_to_array(%(types)s, {SEP_SQL}), %(durations)b,
+            string_to_array(%(apps)s, {SEP_SQL}, ''), string_to_array(%(urls)s, {SEP_SQL}, ''),
+            %(shots)b::timestamptz[], string_to_array(%(cids)s, {SEP_SQL}), string_to_array(%(kinds)s, null),
+            string_to_array(%(of_session)s, ',')::integer[])
+            as e(id, ts, activity_type, duration, app_name, url, shot, cid, kind, si)
+        offset 0
+    ) as e
+    where not exists (
         select 1 from ingest.activity_logs a
-        where a.organization_id = %(org)b::uuid and a.session_id = e.session_id and a.client_event_id = e.cid
-          and a."timestamp" >= e.earliest and (e.any_stamp or a."timestamp" <> e.ts))
-    on conflict do nothing
-    returning session_id::text, client_event_id, "timestamp"
+        where a.organization_id = %(org)s::uuid and a.session_id = e.session_id and a.client_event_id = e.cid
+          and a."timestamp" >= %(earliest)s
+          and a."timestamp" <= now() + interval '{int((MAX_CLOCK_SKEW + _CLOCK_ERROR).total_seconds())} seconds'
+          and (e.kind <> 'd' or a."timestamp" = e.ts)
+        offset 0)
+    {{on_conflict}}
 """
+_INSERT_EVENTS_SKIPPING_REPEATS = _INSERT_EVENTS.format(on_conflict="on conflict do nothing")
+_INSERT_EVENTS = _INSERT_EVENTS.format(on_conflict="")
+
+# Which of a batch's rows the insert stored, when it stored fewer than all: those stored
+# with the ids the insert gave them (found by the primary key; ids are random, so a row
+# stored before has another).
+_STORED_NOW = """
+    select a.session_id::text, a.client_event_id, a."timestamp"
+    from unnest(%(sessions)s::uuid[], %(cids)s::text[], %(stamps)s::timestamptz[], %(ids)b)
+        as w(session_id, cid, ts, id)
+    join ingest.activity_logs a on a.organization_id = %(org)s::uuid and a.session_id = w.session_id
+        and a.client_event_id = w.cid and a."timestamp" = w.ts and a.id = w.id
+"""
+
 
 # Writes of a session, and its stop, are serialised by an advisory lock on the session
 # (its own two-key space: the one-key locks of outbox relays never collide with it),
@@ -144,25 +211,48 @@ class ActivityLogRepository:
         timestamp) of those that were new. ``starts`` holds each session's start time."""
         if not rows:
             return set()
-        params = {
-            "org": organization_id,
-            "sessions": [s for s, _, _ in rows],
-            "users": [u for _, u, _ in rows],
-            "stamps": [e.timestamp for _, _, e in rows],
-            "types": [e.activity_type for _, _, e in rows],
-            "durations": [e.duration_seconds for _, _, e in rows],
-            "apps": [e.app_name for _, _, e in rows],
-            "urls": [e.url for _, _, e in rows],
-            "shots": [e.screenshot_timestamp for _, _, e in rows],
-            "cids": [e.client_event_id for _, _, e in rows],
-            "any_stamp": [e.match_any_timestamp for _, _, e in rows],
-            "chosen": [e.client_chose_id for _, _, e in rows],
-            "earliest": [starts[s] - MAX_CLOCK_SKEW for s, _, _ in rows],
-        }
+        # Columns by transposition (zip, attrgetter: C loops), not a comprehension per column.
+        session_of, user_of, events = zip(*rows, strict=True)
+        (stamps, types, durations, apps, urls, shots, cids, any_stamp, chosen) = zip(*map(COLUMNS, events), strict=True)
+        # Sessions once each (a commit's part for one organization is mostly one session),
+        # and per event the index of its own only when there are several.
+        users = dict(zip(session_of, user_of, strict=True))
+        sessions = list(users)
+        of_session = None
+        if len(sessions) > 1:
+            number = {s: str(n) for n, s in enumerate(sessions, 1)}
+            of_session = ",".join([number[s] for s in session_of])
+        identities = set(zip(session_of, cids, stamps, strict=True))
+        if any(any_stamp) or not all(chosen):
+            kinds = "".join(["a" if a else "c" if c else "d" for a, c in zip(any_stamp, chosen, strict=True)])
+        else:
+            kinds = "c" * len(events)  # an agent's batch: every id chosen, every event stamped
         async with self._conn.cursor(binary=True) as cursor:
-            await cursor.execute(_INSERT_EVENTS, params)
-            found = await cursor.fetchall()
-        return {(r[0], r[1], r[2]) for r in found}
+            register_dumpers(cursor)
+            params = {
+                "org": organization_id,
+                "ids": random_ids(len(events)),
+                "sessions": sessions,
+                "users": [users[s] for s in sessions],
+                "of_session": of_session,
+                "stamps": stamps_array(cursor, stamps),
+                "types": joined(types, "activity_type"),
+                "durations": integers_array(durations),
+                "apps": joined(apps, "app_name"),
+                "urls": joined(urls, "url") if any(urls) else None,
+                "shots": list(shots) if shots.count(None) < len(shots) else None,
+                "cids": joined(cids, "client_event_id"),
+                "kinds": kinds,
+                "earliest": min(starts[s] for s in sessions) - MAX_CLOCK_SKEW,
+            }
+            await cursor.execute(
+                _INSERT_EVENTS if len(identities) == len(rows) else _INSERT_EVENTS_SKIPPING_REPEATS, params
+            )
+            if cursor.rowcount == len(rows):
+                return identities  # normally: every row was new, and nothing comes back to read
+            mine = {"org": organization_id, "sessions": list(session_of), "cids": list(cids), "stamps": list(stamps)}
+            await cursor.execute(_STORED_NOW, mine | {"ids": params["ids"]})
+            return {(s, c, t) for s, c, t in await cursor.fetchall()}
 
     async def enter(self, organization_id: str, sessions: Sequence[str]) -> None:
         """Points the transaction at the tenant and holds the sessions' write locks until

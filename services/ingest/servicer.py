@@ -11,7 +11,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from services.ingest import use_cases
 from services.ingest.domain import AgentClock
-from services.ingest.messages import batch_ack, batch_response, incoming_event, totals_message
+from services.ingest.messages import batch_ack, batch_response, incoming_batch, incoming_event, totals_message
 from services.ingest.presence import AgentPresence
 from services.ingest.stream import acknowledged
 from services.ingest.use_cases import Ingest
@@ -48,7 +48,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
     async def RecordActivityBatch(
         self, request: pb.RecordActivityBatchRequest, context: object
     ) -> pb.RecordActivityBatchResponse:
-        events = [incoming_event(e) for e in request.events]
+        events = incoming_batch(request.events)
         outcome = await use_cases.record_batch(self._ingest, principal(), request.session_id, events)
         return batch_response(outcome)
 
@@ -81,7 +81,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         if not batch.batch_id:
             return _failed(batch, grpc.StatusCode.INVALID_ARGUMENT, "batch_id: required")
         try:
-            events = [incoming_event(e) for e in batch.events]
+            events = incoming_batch(batch.events)
             outcome = await use_cases.record_batch(self._ingest, caller, batch.session_id, events, clock)
         except errors.WorkPulseError as exc:
             code = next(c for k, c in STATUS_OF.items() if isinstance(exc, k))

@@ -7,21 +7,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn, Protocol
 
+from services.ingest.admission import Admission, admit
 from services.ingest.domain import (
     MAX_BATCH_EVENTS,
     STREAM_CLOCK_ALLOWANCE,
-    Admission,
     AgentClock,
     BatchOutcome,
     EventOutcome,
     EventStatus,
+    IncomingBatch,
     IncomingEvent,
     NewEvent,
     RejectReason,
     SessionTotals,
     SessionWindow,
     WriteResult,
-    admit,
     refusal,
     require_session_id,
     require_uuid,
@@ -66,12 +66,12 @@ async def _admit(
     ingest: Ingest,
     caller: Principal,
     session_id: str,
-    events: Sequence[IncomingEvent],
+    events: Sequence[IncomingEvent] | IncomingBatch,
     *,
     require_timestamp: bool,
     clock: AgentClock | None = None,
-) -> tuple[SessionWindow, Admission]:
-    if not events:
+) -> tuple[SessionWindow, IncomingBatch, Admission]:
+    if not len(events):
         raise InvalidArgument("events: at least one event is required", field="events")
     if len(events) > MAX_BATCH_EVENTS:
         raise InvalidArgument(f"events: at most {MAX_BATCH_EVENTS} events per batch", field="events")
@@ -81,31 +81,34 @@ async def _admit(
     window = await ingest.sessions.window(org, sid)
     if window.user_id != caller.subject:
         raise NotFound("session not found")  # only the owner records; others must not learn it exists
+    batch = events if isinstance(events, IncomingBatch) else IncomingBatch.of(events)
     if clock is not None and clock.offset is not None:
-        events, skew = [clock.corrected(e) for e in events], STREAM_CLOCK_ALLOWANCE
+        # One correction for the whole batch (AgentClock.corrected, per event, is the same).
+        batch, skew = batch.shifted(clock.correction), STREAM_CLOCK_ALLOWANCE
     else:
         skew = ingest.clock_skew
-    admission = admit(events, window, now=ingest.clock(), skew=skew, require_timestamp=require_timestamp)
+    admission = admit(batch, window, now=ingest.clock(), skew=skew, require_timestamp=require_timestamp)
     if not window.stopped and any(r.reason is RejectReason.TIMESTAMP_IN_FUTURE for r in admission.rejected):
         # A cached active copy may predate a stop: an event that is after the end is
         # told so, not that it is in the future. Only refusals pay for the fresh read.
         window = await ingest.sessions.window(org, sid, fresh=True)
         if window.stopped:
-            admission = admit(events, window, now=ingest.clock(), skew=skew, require_timestamp=require_timestamp)
-    return window, admission
+            admission = admit(batch, window, now=ingest.clock(), skew=skew, require_timestamp=require_timestamp)
+    return window, batch, admission
 
 
-async def _store(ingest: Ingest, window: SessionWindow, admission: Admission) -> BatchOutcome:
-    outcomes = [*admission.rejected, *admission.repeated]
-    if admission.admitted:
-        result = await ingest.writer.write(window, [e for _, e in admission.admitted])
-        for index, event in admission.admitted:
-            if (reason := result.refused.get(event.key)) is not None:
-                outcome = refusal(index, event.client_event_id, reason)
-            else:
-                status = EventStatus.ACCEPTED if event.key in result.stored else EventStatus.DUPLICATE
-                outcome = EventOutcome(index, event.client_event_id, status)
-            outcomes.append(outcome)
+async def _store(ingest: Ingest, window: SessionWindow, size: int, admission: Admission) -> BatchOutcome:
+    not_accepted = [*admission.rejected, *admission.repeated]
+    events, indices = admission.events, admission.indices
+    if events:
+        result = await ingest.writer.write(window, events)
+        # Normally every admitted event was new: then no event needs looking at again.
+        if result.refused or len(result.stored) < len(events):
+            for index, event in zip(indices, events, strict=True):
+                if (reason := result.refused.get(event.key)) is not None:
+                    not_accepted.append(refusal(index, event.client_event_id, reason))
+                elif event.key not in result.stored:
+                    not_accepted.append(EventOutcome(index, event.client_event_id, EventStatus.DUPLICATE))
         totals = result.totals
     else:
         try:
@@ -114,29 +117,29 @@ async def _store(ingest: Ingest, window: SessionWindow, admission: Admission) ->
             if not admission.repeated:
                 raise  # nothing of this request is stored: a resend is what it needs
             totals = None  # its events were stored by an earlier attempt
-    outcomes.sort(key=lambda o: o.index)
-    return BatchOutcome(outcomes, totals, totals_pending=totals is None)
+    not_accepted.sort(key=lambda o: o.index)
+    return BatchOutcome(size, not_accepted, events, indices, totals, totals_pending=totals is None)
 
 
 async def record_batch(
     ingest: Ingest,
     caller: Principal,
     session_id: str,
-    events: Sequence[IncomingEvent],
+    events: Sequence[IncomingEvent] | IncomingBatch,
     clock: AgentClock | None = None,
 ) -> BatchOutcome:
     """Each event accepted, a duplicate, or rejected with a reason; totals include the
     accepted. ``clock``: the sending agent's, when its stream measures it."""
-    window, admission = await _admit(ingest, caller, session_id, events, require_timestamp=True, clock=clock)
-    return await _store(ingest, window, admission)
+    window, batch, admission = await _admit(ingest, caller, session_id, events, require_timestamp=True, clock=clock)
+    return await _store(ingest, window, len(batch), admission)
 
 
 async def record_event(ingest: Ingest, caller: Principal, session_id: str, event: IncomingEvent) -> BatchOutcome:
     """One event (stamped by the server when it has no timestamp); a rejection fails the call."""
-    window, admission = await _admit(ingest, caller, session_id, [event], require_timestamp=False)
+    window, _, admission = await _admit(ingest, caller, session_id, [event], require_timestamp=False)
     if admission.rejected:
         _refuse(admission.rejected[0], event)
-    outcome = await _store(ingest, window, admission)
+    outcome = await _store(ingest, window, 1, admission)
     if outcome.not_accepted and outcome.not_accepted[0].status is EventStatus.REJECTED:
         _refuse(outcome.not_accepted[0], event)
     return outcome

@@ -10,6 +10,14 @@
   on the machine, so another database's work on a shared machine counts too).
 - Peak resident memory of each process.
 
+``BENCH_INGEST_ONLY=stream`` runs only the stream scenario and its COPY baseline (and the
+memory rows). The stream scenario also prints how many events the acks counted as
+accepted (all of them: a refused event is not durable work) and each process's CPU per
+1,000 events while the agents streamed (PostgreSQL's as above; the agents' is this
+process's). ``BENCH_INGEST_PROFILE=<file>`` samples
+the ingest process with py-spy (``pip install py-spy``) for the stream scenario's whole
+run and writes its collapsed stacks (``--format raw``) to that file.
+
 The HTTP load comes from a minimal keep-alive HTTP/1.1 client (raw asyncio streams), so
 the load generator takes as little of the machine's CPU from the mesh as possible.
 """
@@ -19,10 +27,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import signal
 import statistics
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from subprocess import DEVNULL
 
 import grpc
 import psutil
@@ -31,6 +44,7 @@ import psycopg
 from tests.bench.harness import BenchEnv, Row, peak_rss_mb
 from tests.e2e.agent import Agent, make_batches
 from tests.support import Mesh
+from workpulse.ingest.v1 import ingest_pb2 as pb
 from workpulse.sessions.v1 import sessions_pb2 as spb
 from workpulse.sessions.v1 import sessions_pb2_grpc
 
@@ -39,6 +53,8 @@ EVENTS_PER_AGENT = int(os.environ.get("BENCH_EVENTS_PER_AGENT", "50000"))
 BATCH = 500
 REST_CLIENTS = (10, 50)
 REST_SECONDS = float(os.environ.get("BENCH_REST_SECONDS", "20"))
+ONLY = os.environ.get("BENCH_INGEST_ONLY", "")
+PROFILE = os.environ.get("BENCH_INGEST_PROFILE", "")
 
 
 class HttpConnection:
@@ -157,18 +173,49 @@ async def _start_session(sessions_address: str, token: str) -> spb.Session:
         return reply.session
 
 
-async def stream_scenario(env: BenchEnv, sessions_address: str, ingest_address: str) -> float:
+def _restamp(batches: list[pb.StreamActivityRequest], start: datetime) -> None:
+    """Spreads an agent's events over half a second from its session's start.
+
+    make_batches stamps them a millisecond apart, so at bench speed (thousands a second
+    per agent) most would be stamped seconds ahead of their arrival and refused as in the
+    future: the scenario would time refusals, not durable events. Half a second stays
+    inside the stream's clock allowance whatever the speed."""
+    step = timedelta(microseconds=max(1, 500_000 // EVENTS_PER_AGENT))
+    n = 0
+    for batch in batches:
+        for event in batch.events:
+            event.timestamp.FromDatetime(start + n * step)
+            n += 1
+
+
+async def stream_scenario(env: BenchEnv, mesh: Mesh) -> tuple[float, int, dict[str, float]]:
+    """(events/s acknowledged, events the acks counted as accepted, CPU seconds each
+    process spent while the agents streamed: see _cpu_seconds)."""
+    sessions_address, ingest_address = mesh.address("sessions"), mesh.address("ingest")
     agents = []
     for _ in range(AGENTS):
         token = env.tokens.user(role="employee", ttl=3600)
         session = await _start_session(sessions_address, token)
         start = session.start_time.ToDatetime(tzinfo=UTC) + timedelta(milliseconds=1)
         batches = make_batches(session.id, events=EVENTS_PER_AGENT, per_batch=BATCH, start=start)
+        _restamp(batches, start)
         agents.append(Agent(ingest_address, token, batches, window=4))
+    before = _cpu_seconds(mesh)
     started = time.perf_counter()
     await asyncio.gather(*(a.run(deadline_seconds=600) for a in agents))
     elapsed = time.perf_counter() - started
-    return AGENTS * EVENTS_PER_AGENT / elapsed
+    spent = {k: v - before[k] for k, v in _cpu_seconds(mesh).items()}
+    accepted = sum(ack.accepted for a in agents for ack in a.acked.values())
+    return AGENTS * EVENTS_PER_AGENT / elapsed, accepted, spent
+
+
+async def _py_spy(pid: int, output: str) -> asyncio.subprocess.Process:
+    """py-spy sampling ``pid`` until stopped (SIGINT writes the file)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--output", output]
+    process = await asyncio.create_subprocess_exec(*command, "--nonblocking", stdout=DEVNULL, stderr=DEVNULL)
+    await asyncio.sleep(1.0)  # py-spy attaches before the load starts
+    return process
 
 
 async def original_scenario(host: str, port: int, token: str, session_id: str) -> tuple[float, int]:
@@ -214,7 +261,8 @@ async def sustained_scenario(
 
 def _cpu_seconds(mesh: Mesh) -> dict[str, float]:
     """User plus system CPU seconds each process of ``mesh`` (and, as ``postgres``, every
-    PostgreSQL process of the machine) has used so far."""
+    PostgreSQL process of the machine; as ``agents (this process)``, the benchmark's own,
+    the load generator) has used so far."""
     found = {}
     for name, p in mesh.processes.items():
         assert p.proc is not None
@@ -228,17 +276,25 @@ def _cpu_seconds(mesh: Mesh) -> dict[str, float]:
             except psutil.Error:  # gone between listing and reading: its CPU is not counted
                 continue
             found["postgres"] += times.user + times.system
+    times = psutil.Process().cpu_times()
+    found["agents (this process)"] = times.user + times.system
     return found
 
 
 async def run(env: BenchEnv) -> list[Row]:
     # Realtime reads every committed event off the stream, so its cost is the request's too.
     mesh = env.start_mesh(only=("auth", "sessions", "ingest", "realtime", "gateway"))
-    sessions_address, ingest_address = mesh.address("sessions"), mesh.address("ingest")
+    sessions_address = mesh.address("sessions")
     host, port = mesh.processes["gateway"].address.split(":")
     rows: list[Row] = []
 
-    stream_rate = await stream_scenario(env, sessions_address, ingest_address)
+    ingest_proc = mesh.processes["ingest"].proc
+    assert ingest_proc is not None
+    spy = await _py_spy(ingest_proc.pid, PROFILE) if PROFILE else None
+    stream_rate, accepted, spent = await stream_scenario(env, mesh)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        await spy.wait()
     copy_rate = await copy_baseline(env.database_url, AGENTS * EVENTS_PER_AGENT)
     rows.append(
         Row(
@@ -250,6 +306,15 @@ async def run(env: BenchEnv) -> list[Row]:
             ">= 100,000/s, >= 0.35x",
         )
     )
+    name = "gRPC stream ingest, 4 agents x 500/batch"
+    rows.append(Row(name, "events accepted", accepted, AGENTS * EVENTS_PER_AGENT, "events sent", "= 1x"))
+    thousands = AGENTS * EVENTS_PER_AGENT / 1000
+    for process in ("ingest", "sessions", "realtime", "postgres", "agents (this process)"):
+        rows.append(Row(name, f"CPU ms/1,000 events: {process}", 1000 * spent[process] / thousands))
+    if ONLY == "stream":
+        for process, mib in sorted(peak_rss_mb(mesh).items()):
+            rows.append(Row(f"peak RSS: {process}", "MiB", mib))
+        return rows
 
     token = env.tokens.user(role="admin", ttl=3600)
     session = await _start_session(sessions_address, token)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from services.ingest.admission import admit, derive_client_event_id
 from services.ingest.domain import (
     AgentClock,
     EventStatus,
@@ -11,8 +12,6 @@ from services.ingest.domain import (
     NewEvent,
     RejectReason,
     SessionWindow,
-    admit,
-    derive_client_event_id,
     totals_delta,
 )
 
