@@ -23,6 +23,8 @@ The points (:data:`POINTS`), each a one-line ``faults.reached(...)`` call in pro
 - ``ingest.after_commit``: a write's events and totals hand-offs have committed; the
   in-line apply to sessions has not started. Recovery: the hand-off redelivery loop, or a
   resend of the batch settling its session's pending hand-offs.
+- ``ingest.after_shared_commit``: the same, reached only by a commit holding writes of
+  several organizations (so a test can kill exactly such a commit).
 - ``sessions.after_apply``: ``ApplyActivity`` has committed (idempotency key and totals);
   the reply has not been sent. Recovery: ingest applies the same key again, which
   sessions must count once.
@@ -42,6 +44,7 @@ VARIABLE = "WORKPULSE_FAULT_POINTS"
 
 POINTS: Mapping[str, str] = {
     "ingest.after_commit": "events and hand-offs committed, not yet applied to sessions",
+    "ingest.after_shared_commit": "the same, in a commit of several organizations' writes",
     "sessions.after_apply": "ApplyActivity committed, reply not yet sent",
 }
 

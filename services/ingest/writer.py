@@ -40,6 +40,8 @@ class ActivityWriter:
         stored = await self._store.store(writes)
         # Tests kill here: committed hand-offs not yet applied (redelivery or a resend must settle them).
         faults.reached("ingest.after_commit")
+        if len({w.window.organization_id for w in writes}) > 1:
+            faults.reached("ingest.after_shared_commit")  # the same, in a commit of several tenants
         return stored
 
     async def _complete(
