@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -121,24 +122,21 @@ def result_message(outcome: EventOutcome) -> pb.EventResult:
     )
 
 
+def _outcome_fields(outcome: BatchOutcome) -> dict[str, Any]:
+    """The fields a batch's answer has, by RPC or by stream."""
+    return {
+        "accepted": outcome.count(EventStatus.ACCEPTED),
+        "duplicate": outcome.count(EventStatus.DUPLICATE),
+        "rejected": outcome.count(EventStatus.REJECTED),
+        "results": [result_message(o) for o in outcome.not_accepted],
+        "session": totals_message(outcome.session),
+        "totals_pending": outcome.totals_pending,
+    }
+
+
 def batch_response(outcome: BatchOutcome) -> pb.RecordActivityBatchResponse:
-    return pb.RecordActivityBatchResponse(
-        accepted=outcome.count(EventStatus.ACCEPTED),
-        duplicate=outcome.count(EventStatus.DUPLICATE),
-        rejected=outcome.count(EventStatus.REJECTED),
-        results=[result_message(o) for o in outcome.not_accepted],
-        session=totals_message(outcome.session),
-        totals_pending=outcome.totals_pending,
-    )
+    return pb.RecordActivityBatchResponse(**_outcome_fields(outcome))
 
 
 def batch_ack(batch_id: str, outcome: BatchOutcome) -> pb.StreamActivityResponse:
-    return pb.StreamActivityResponse(
-        batch_id=batch_id,
-        accepted=outcome.count(EventStatus.ACCEPTED),
-        duplicate=outcome.count(EventStatus.DUPLICATE),
-        rejected=outcome.count(EventStatus.REJECTED),
-        results=[result_message(o) for o in outcome.not_accepted],
-        session=totals_message(outcome.session),
-        totals_pending=outcome.totals_pending,
-    )
+    return pb.StreamActivityResponse(batch_id=batch_id, **_outcome_fields(outcome))
