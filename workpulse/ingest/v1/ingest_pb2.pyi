@@ -109,6 +109,26 @@ one id names one event; the new one is not stored.
 """
 Global___RejectReason: _TypeAlias = RejectReason  # noqa: Y015
 
+class _AgentField:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AgentFieldEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AgentField.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AGENT_FIELD_UNSPECIFIED: _AgentField.ValueType  # 0
+    AGENT_FIELD_APP: _AgentField.ValueType  # 1
+    AGENT_FIELD_TITLE: _AgentField.ValueType  # 2
+    AGENT_FIELD_URL: _AgentField.ValueType  # 3
+
+class AgentField(_AgentField, metaclass=_AgentFieldEnumTypeWrapper):
+    """Which text of an event a rule looks at."""
+
+AGENT_FIELD_UNSPECIFIED: AgentField.ValueType  # 0
+AGENT_FIELD_APP: AgentField.ValueType  # 1
+AGENT_FIELD_TITLE: AgentField.ValueType  # 2
+AGENT_FIELD_URL: AgentField.ValueType  # 3
+Global___AgentField: _TypeAlias = AgentField  # noqa: Y015
+
 @_typing.final
 class ActivityEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -120,6 +140,7 @@ class ActivityEvent(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     SCREENSHOT_TIMESTAMP_FIELD_NUMBER: _builtins.int
     CLIENT_EVENT_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
     activity_type: Global___ActivityType.ValueType
     duration_seconds: _builtins.int
     """Whole seconds, 0..86400."""
@@ -128,6 +149,10 @@ class ActivityEvent(_message.Message):
     client_event_id: _builtins.str
     """The client's id of the event (at most 128 characters); derived from the
     content when empty.
+    """
+    title: _builtins.str
+    """The active window's title (at most 1024 characters); empty when the
+    organization's agent policy does not collect titles (the server drops it then).
     """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
@@ -147,10 +172,11 @@ class ActivityEvent(_message.Message):
         timestamp: _timestamp_pb2.Timestamp | None = ...,
         screenshot_timestamp: _timestamp_pb2.Timestamp | None = ...,
         client_event_id: _builtins.str = ...,
+        title: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["screenshot_timestamp", b"screenshot_timestamp", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_type", b"activity_type", "app_name", b"app_name", "client_event_id", b"client_event_id", "duration_seconds", b"duration_seconds", "screenshot_timestamp", b"screenshot_timestamp", "timestamp", b"timestamp", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_type", b"activity_type", "app_name", b"app_name", "client_event_id", b"client_event_id", "duration_seconds", b"duration_seconds", "screenshot_timestamp", b"screenshot_timestamp", "timestamp", b"timestamp", "title", b"title", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -406,6 +432,7 @@ class StreamActivityResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _builtins.int
     SESSION_FIELD_NUMBER: _builtins.int
     TOTALS_PENDING_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
     status_code: _builtins.int
     """OK (0) when the batch was processed; otherwise a gRPC status code (for
@@ -420,6 +447,10 @@ class StreamActivityResponse(_message.Message):
     """The events are stored (durable) but the session's totals could not be applied
     yet (sessions unreachable); they will include them once the hand-off completes.
     Do not resend: the request succeeded. ``session`` is then unset.
+    """
+    policy_version: _builtins.int
+    """The version of the caller's agent policy when the batch was processed; the agent
+    refetches its policy (GetAgentPolicy) when it differs from the one it holds.
     """
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventResult]: ...
@@ -437,10 +468,11 @@ class StreamActivityResponse(_message.Message):
         results: _abc.Iterable[Global___EventResult] | None = ...,
         session: Global___SessionTotals | None = ...,
         totals_pending: _builtins.bool = ...,
+        policy_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "batch_id", b"batch_id", "duplicate", b"duplicate", "rejected", b"rejected", "results", b"results", "session", b"session", "status_code", b"status_code", "status_message", b"status_message", "totals_pending", b"totals_pending"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "batch_id", b"batch_id", "duplicate", b"duplicate", "policy_version", b"policy_version", "rejected", b"rejected", "results", b"results", "session", b"session", "status_code", b"status_code", "status_message", b"status_message", "totals_pending", b"totals_pending"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -487,3 +519,371 @@ class CloseSessionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CloseSessionResponse: _TypeAlias = CloseSessionResponse  # noqa: Y015
+
+@_typing.final
+class AgentRule(_message.Message):
+    """A regular expression (Python `re` syntax, searched anywhere in the field,
+    case-insensitive, at most 512 characters) over one field of an event.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    PATTERN_FIELD_NUMBER: _builtins.int
+    field: Global___AgentField.ValueType
+    pattern: _builtins.str
+    def __init__(
+        self,
+        *,
+        field: Global___AgentField.ValueType = ...,
+        pattern: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "pattern", b"pattern"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentRule: _TypeAlias = AgentRule  # noqa: Y015
+
+@_typing.final
+class TrackingHours(_message.Message):
+    """Hours in which the agent records, in the given IANA time zone; outside them it
+    records nothing. Several windows may be given; a window whose end is before its
+    start runs past midnight.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    WINDOWS_FIELD_NUMBER: _builtins.int
+    timezone: _builtins.str
+    @_builtins.property
+    def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrackingWindow]: ...
+    def __init__(
+        self,
+        *,
+        timezone: _builtins.str = ...,
+        windows: _abc.Iterable[Global___TrackingWindow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["timezone", b"timezone", "windows", b"windows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrackingHours: _TypeAlias = TrackingHours  # noqa: Y015
+
+@_typing.final
+class TrackingWindow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEEKDAYS_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    start: _builtins.str
+    """"HH:MM", 24-hour."""
+    end: _builtins.str
+    @_builtins.property
+    def weekdays(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """ISO weekdays the window starts on, 1 (Monday) .. 7 (Sunday); empty: every day."""
+
+    def __init__(
+        self,
+        *,
+        weekdays: _abc.Iterable[_builtins.int] | None = ...,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start", "weekdays", b"weekdays"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrackingWindow: _TypeAlias = TrackingWindow  # noqa: Y015
+
+@_typing.final
+class AgentPolicy(_message.Message):
+    """What the desktop agent collects and how. In a stored policy an unset field
+    inherits (a user's override from the organization's defaults, those from the
+    product's); in an effective policy (GetAgentPolicy) every scalar is set.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDLE_THRESHOLD_SECONDS_FIELD_NUMBER: _builtins.int
+    WINDOW_SAMPLE_SECONDS_FIELD_NUMBER: _builtins.int
+    IDLE_SAMPLE_SECONDS_FIELD_NUMBER: _builtins.int
+    COLLECT_TITLES_FIELD_NUMBER: _builtins.int
+    COLLECT_URLS_FIELD_NUMBER: _builtins.int
+    DROP_RULES_FIELD_NUMBER: _builtins.int
+    REDACT_RULES_FIELD_NUMBER: _builtins.int
+    TRACKING_HOURS_FIELD_NUMBER: _builtins.int
+    AGENT_SILENCE_SECONDS_FIELD_NUMBER: _builtins.int
+    idle_threshold_seconds: _builtins.int
+    """Seconds without input after which the user counts as idle (30..3600; 300)."""
+    window_sample_seconds: _builtins.int
+    """How often the active window is sampled (1..60; 1)."""
+    idle_sample_seconds: _builtins.int
+    """How often idle time is read (1..60; 5)."""
+    collect_titles: _builtins.bool
+    """Whether window titles leave the device (true)."""
+    collect_urls: _builtins.bool
+    """Whether URLs leave the device (true)."""
+    agent_silence_seconds: _builtins.int
+    """An open session whose agent has sent nothing for this long is agent_silent
+    (30..86400; 120).
+    """
+    @_builtins.property
+    def drop_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentRule]:
+        """An event matching any drop rule is never recorded, not even on the device.
+        A user's rules are added to the organization's.
+        """
+
+    @_builtins.property
+    def redact_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentRule]:
+        """The matching part of a field is replaced by "[redacted]" on the device."""
+
+    @_builtins.property
+    def tracking_hours(self) -> Global___TrackingHours:
+        """Unset: always."""
+
+    def __init__(
+        self,
+        *,
+        idle_threshold_seconds: _builtins.int | None = ...,
+        window_sample_seconds: _builtins.int | None = ...,
+        idle_sample_seconds: _builtins.int | None = ...,
+        collect_titles: _builtins.bool | None = ...,
+        collect_urls: _builtins.bool | None = ...,
+        drop_rules: _abc.Iterable[Global___AgentRule] | None = ...,
+        redact_rules: _abc.Iterable[Global___AgentRule] | None = ...,
+        tracking_hours: Global___TrackingHours | None = ...,
+        agent_silence_seconds: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_agent_silence_seconds", b"_agent_silence_seconds", "_collect_titles", b"_collect_titles", "_collect_urls", b"_collect_urls", "_idle_sample_seconds", b"_idle_sample_seconds", "_idle_threshold_seconds", b"_idle_threshold_seconds", "_tracking_hours", b"_tracking_hours", "_window_sample_seconds", b"_window_sample_seconds", "agent_silence_seconds", b"agent_silence_seconds", "collect_titles", b"collect_titles", "collect_urls", b"collect_urls", "idle_sample_seconds", b"idle_sample_seconds", "idle_threshold_seconds", b"idle_threshold_seconds", "tracking_hours", b"tracking_hours", "window_sample_seconds", b"window_sample_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_agent_silence_seconds", b"_agent_silence_seconds", "_collect_titles", b"_collect_titles", "_collect_urls", b"_collect_urls", "_idle_sample_seconds", b"_idle_sample_seconds", "_idle_threshold_seconds", b"_idle_threshold_seconds", "_tracking_hours", b"_tracking_hours", "_window_sample_seconds", b"_window_sample_seconds", "agent_silence_seconds", b"agent_silence_seconds", "collect_titles", b"collect_titles", "collect_urls", b"collect_urls", "drop_rules", b"drop_rules", "idle_sample_seconds", b"idle_sample_seconds", "idle_threshold_seconds", b"idle_threshold_seconds", "redact_rules", b"redact_rules", "tracking_hours", b"tracking_hours", "window_sample_seconds", b"window_sample_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__agent_silence_seconds: _TypeAlias = _typing.Literal["agent_silence_seconds"]  # noqa: Y015
+    _WhichOneofArgType__agent_silence_seconds: _TypeAlias = _typing.Literal["_agent_silence_seconds", b"_agent_silence_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__collect_titles: _TypeAlias = _typing.Literal["collect_titles"]  # noqa: Y015
+    _WhichOneofArgType__collect_titles: _TypeAlias = _typing.Literal["_collect_titles", b"_collect_titles"]  # noqa: Y015
+    _WhichOneofReturnType__collect_urls: _TypeAlias = _typing.Literal["collect_urls"]  # noqa: Y015
+    _WhichOneofArgType__collect_urls: _TypeAlias = _typing.Literal["_collect_urls", b"_collect_urls"]  # noqa: Y015
+    _WhichOneofReturnType__idle_sample_seconds: _TypeAlias = _typing.Literal["idle_sample_seconds"]  # noqa: Y015
+    _WhichOneofArgType__idle_sample_seconds: _TypeAlias = _typing.Literal["_idle_sample_seconds", b"_idle_sample_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__idle_threshold_seconds: _TypeAlias = _typing.Literal["idle_threshold_seconds"]  # noqa: Y015
+    _WhichOneofArgType__idle_threshold_seconds: _TypeAlias = _typing.Literal["_idle_threshold_seconds", b"_idle_threshold_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__tracking_hours: _TypeAlias = _typing.Literal["tracking_hours"]  # noqa: Y015
+    _WhichOneofArgType__tracking_hours: _TypeAlias = _typing.Literal["_tracking_hours", b"_tracking_hours"]  # noqa: Y015
+    _WhichOneofReturnType__window_sample_seconds: _TypeAlias = _typing.Literal["window_sample_seconds"]  # noqa: Y015
+    _WhichOneofArgType__window_sample_seconds: _TypeAlias = _typing.Literal["_window_sample_seconds", b"_window_sample_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__agent_silence_seconds) -> _WhichOneofReturnType__agent_silence_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__collect_titles) -> _WhichOneofReturnType__collect_titles | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__collect_urls) -> _WhichOneofReturnType__collect_urls | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__idle_sample_seconds) -> _WhichOneofReturnType__idle_sample_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__idle_threshold_seconds) -> _WhichOneofReturnType__idle_threshold_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tracking_hours) -> _WhichOneofReturnType__tracking_hours | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__window_sample_seconds) -> _WhichOneofReturnType__window_sample_seconds | None: ...
+
+Global___AgentPolicy: _TypeAlias = AgentPolicy  # noqa: Y015
+
+@_typing.final
+class UserAgentPolicy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    @_builtins.property
+    def policy(self) -> Global___AgentPolicy: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        policy: Global___AgentPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserAgentPolicy: _TypeAlias = UserAgentPolicy  # noqa: Y015
+
+@_typing.final
+class OrganizationAgentPolicy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    DEFAULTS_FIELD_NUMBER: _builtins.int
+    USERS_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """0 while the organization has never stored one (the product's defaults apply)."""
+    @_builtins.property
+    def defaults(self) -> Global___AgentPolicy: ...
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserAgentPolicy]: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        defaults: Global___AgentPolicy | None = ...,
+        users: _abc.Iterable[Global___UserAgentPolicy] | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults", "updated_at", b"updated_at", "users", b"users", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrganizationAgentPolicy: _TypeAlias = OrganizationAgentPolicy  # noqa: Y015
+
+@_typing.final
+class GetAgentPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    organization_id: _builtins.str
+    """Service identities only."""
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization_id", b"organization_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAgentPolicyRequest: _TypeAlias = GetAgentPolicyRequest  # noqa: Y015
+
+@_typing.final
+class GetAgentPolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    @_builtins.property
+    def policy(self) -> Global___AgentPolicy: ...
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        policy: Global___AgentPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAgentPolicyResponse: _TypeAlias = GetAgentPolicyResponse  # noqa: Y015
+
+@_typing.final
+class GetOrganizationAgentPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    organization_id: _builtins.str
+    """Service identities only."""
+    def __init__(
+        self,
+        *,
+        organization_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization_id", b"organization_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrganizationAgentPolicyRequest: _TypeAlias = GetOrganizationAgentPolicyRequest  # noqa: Y015
+
+@_typing.final
+class PutOrganizationAgentPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    DEFAULTS_FIELD_NUMBER: _builtins.int
+    USERS_FIELD_NUMBER: _builtins.int
+    expected_version: _builtins.int
+    """0: replace whatever is stored."""
+    @_builtins.property
+    def defaults(self) -> Global___AgentPolicy: ...
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserAgentPolicy]:
+        """At most one entry per user."""
+
+    def __init__(
+        self,
+        *,
+        expected_version: _builtins.int = ...,
+        defaults: Global___AgentPolicy | None = ...,
+        users: _abc.Iterable[Global___UserAgentPolicy] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults", "expected_version", b"expected_version", "users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutOrganizationAgentPolicyRequest: _TypeAlias = PutOrganizationAgentPolicyRequest  # noqa: Y015
+
+@_typing.final
+class GetOrganizationAgentPolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> Global___OrganizationAgentPolicy: ...
+    def __init__(
+        self,
+        *,
+        policy: Global___OrganizationAgentPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrganizationAgentPolicyResponse: _TypeAlias = GetOrganizationAgentPolicyResponse  # noqa: Y015
+
+@_typing.final
+class PutOrganizationAgentPolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> Global___OrganizationAgentPolicy: ...
+    def __init__(
+        self,
+        *,
+        policy: Global___OrganizationAgentPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutOrganizationAgentPolicyResponse: _TypeAlias = PutOrganizationAgentPolicyResponse  # noqa: Y015

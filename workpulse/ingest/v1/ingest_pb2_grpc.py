@@ -64,6 +64,21 @@ class IngestServiceStub:
                 request_serializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.CloseSessionRequest.SerializeToString,
                 response_deserializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.CloseSessionResponse.FromString,
                 _registered_method=True)
+        self.GetAgentPolicy = channel.unary_unary(
+                '/workpulse.ingest.v1.IngestService/GetAgentPolicy',
+                request_serializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.GetAgentPolicyRequest.SerializeToString,
+                response_deserializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.GetAgentPolicyResponse.FromString,
+                _registered_method=True)
+        self.GetOrganizationAgentPolicy = channel.unary_unary(
+                '/workpulse.ingest.v1.IngestService/GetOrganizationAgentPolicy',
+                request_serializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.GetOrganizationAgentPolicyRequest.SerializeToString,
+                response_deserializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.GetOrganizationAgentPolicyResponse.FromString,
+                _registered_method=True)
+        self.PutOrganizationAgentPolicy = channel.unary_unary(
+                '/workpulse.ingest.v1.IngestService/PutOrganizationAgentPolicy',
+                request_serializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.PutOrganizationAgentPolicyRequest.SerializeToString,
+                response_deserializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.PutOrganizationAgentPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -119,6 +134,32 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAgentPolicy(self, request, context):
+        """The desktop agent's policy for the caller: the organization's settings with the
+        caller's own override applied, every field set (defaults where nobody chose).
+        Any role; service identities name the organization and user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOrganizationAgentPolicy(self, request, context):
+        """The organization's agent policy as stored: its defaults and per-user overrides
+        (admins and managers; service identities name the organization).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutOrganizationAgentPolicy(self, request, context):
+        """Replaces the organization's agent policy (admins and managers). The version goes
+        up by one; with expected_version set, a policy changed meanwhile fails with
+        ABORTED and nothing is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +182,21 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.CloseSession,
                     request_deserializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.CloseSessionRequest.FromString,
                     response_serializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.CloseSessionResponse.SerializeToString,
+            ),
+            'GetAgentPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgentPolicy,
+                    request_deserializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.GetAgentPolicyRequest.FromString,
+                    response_serializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.GetAgentPolicyResponse.SerializeToString,
+            ),
+            'GetOrganizationAgentPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrganizationAgentPolicy,
+                    request_deserializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.GetOrganizationAgentPolicyRequest.FromString,
+                    response_serializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.GetOrganizationAgentPolicyResponse.SerializeToString,
+            ),
+            'PutOrganizationAgentPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutOrganizationAgentPolicy,
+                    request_deserializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.PutOrganizationAgentPolicyRequest.FromString,
+                    response_serializer=workpulse_dot_ingest_dot_v1_dot_ingest__pb2.PutOrganizationAgentPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -261,6 +317,87 @@ class IngestService:
             '/workpulse.ingest.v1.IngestService/CloseSession',
             workpulse_dot_ingest_dot_v1_dot_ingest__pb2.CloseSessionRequest.SerializeToString,
             workpulse_dot_ingest_dot_v1_dot_ingest__pb2.CloseSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgentPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workpulse.ingest.v1.IngestService/GetAgentPolicy',
+            workpulse_dot_ingest_dot_v1_dot_ingest__pb2.GetAgentPolicyRequest.SerializeToString,
+            workpulse_dot_ingest_dot_v1_dot_ingest__pb2.GetAgentPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrganizationAgentPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workpulse.ingest.v1.IngestService/GetOrganizationAgentPolicy',
+            workpulse_dot_ingest_dot_v1_dot_ingest__pb2.GetOrganizationAgentPolicyRequest.SerializeToString,
+            workpulse_dot_ingest_dot_v1_dot_ingest__pb2.GetOrganizationAgentPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutOrganizationAgentPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workpulse.ingest.v1.IngestService/PutOrganizationAgentPolicy',
+            workpulse_dot_ingest_dot_v1_dot_ingest__pb2.PutOrganizationAgentPolicyRequest.SerializeToString,
+            workpulse_dot_ingest_dot_v1_dot_ingest__pb2.PutOrganizationAgentPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

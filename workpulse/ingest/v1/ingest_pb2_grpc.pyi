@@ -67,6 +67,20 @@ class IngestServiceStub:
     stored event is stamped later: end_time is the later of the database's clock
     and the latest stored event. Idempotent: a second call returns the same end.
     """
+    GetAgentPolicy: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.GetAgentPolicyRequest, _ingest_pb2.GetAgentPolicyResponse]
+    """The desktop agent's policy for the caller: the organization's settings with the
+    caller's own override applied, every field set (defaults where nobody chose).
+    Any role; service identities name the organization and user.
+    """
+    GetOrganizationAgentPolicy: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.GetOrganizationAgentPolicyRequest, _ingest_pb2.GetOrganizationAgentPolicyResponse]
+    """The organization's agent policy as stored: its defaults and per-user overrides
+    (admins and managers; service identities name the organization).
+    """
+    PutOrganizationAgentPolicy: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.PutOrganizationAgentPolicyRequest, _ingest_pb2.PutOrganizationAgentPolicyResponse]
+    """Replaces the organization's agent policy (admins and managers). The version goes
+    up by one; with expected_version set, a policy changed meanwhile fails with
+    ABORTED and nothing is stored.
+    """
 
 @_typing.type_check_only
 class IngestServiceAsyncStub(IngestServiceStub):
@@ -106,6 +120,20 @@ class IngestServiceAsyncStub(IngestServiceStub):
     its return no event stamped after end_time is stored, on any replica, and no
     stored event is stamped later: end_time is the later of the database's clock
     and the latest stored event. Idempotent: a second call returns the same end.
+    """
+    GetAgentPolicy: _aio.UnaryUnaryMultiCallable[_ingest_pb2.GetAgentPolicyRequest, _ingest_pb2.GetAgentPolicyResponse]  # type: ignore[assignment]
+    """The desktop agent's policy for the caller: the organization's settings with the
+    caller's own override applied, every field set (defaults where nobody chose).
+    Any role; service identities name the organization and user.
+    """
+    GetOrganizationAgentPolicy: _aio.UnaryUnaryMultiCallable[_ingest_pb2.GetOrganizationAgentPolicyRequest, _ingest_pb2.GetOrganizationAgentPolicyResponse]  # type: ignore[assignment]
+    """The organization's agent policy as stored: its defaults and per-user overrides
+    (admins and managers; service identities name the organization).
+    """
+    PutOrganizationAgentPolicy: _aio.UnaryUnaryMultiCallable[_ingest_pb2.PutOrganizationAgentPolicyRequest, _ingest_pb2.PutOrganizationAgentPolicyResponse]  # type: ignore[assignment]
+    """Replaces the organization's agent policy (admins and managers). The version goes
+    up by one; with expected_version set, a policy changed meanwhile fails with
+    ABORTED and nothing is stored.
     """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -167,6 +195,38 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         its return no event stamped after end_time is stored, on any replica, and no
         stored event is stamped later: end_time is the later of the database's clock
         and the latest stored event. Idempotent: a second call returns the same end.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAgentPolicy(
+        self,
+        request: _ingest_pb2.GetAgentPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.GetAgentPolicyResponse, _abc.Awaitable[_ingest_pb2.GetAgentPolicyResponse]]:
+        """The desktop agent's policy for the caller: the organization's settings with the
+        caller's own override applied, every field set (defaults where nobody chose).
+        Any role; service identities name the organization and user.
+        """
+
+    @_abc_1.abstractmethod
+    def GetOrganizationAgentPolicy(
+        self,
+        request: _ingest_pb2.GetOrganizationAgentPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.GetOrganizationAgentPolicyResponse, _abc.Awaitable[_ingest_pb2.GetOrganizationAgentPolicyResponse]]:
+        """The organization's agent policy as stored: its defaults and per-user overrides
+        (admins and managers; service identities name the organization).
+        """
+
+    @_abc_1.abstractmethod
+    def PutOrganizationAgentPolicy(
+        self,
+        request: _ingest_pb2.PutOrganizationAgentPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.PutOrganizationAgentPolicyResponse, _abc.Awaitable[_ingest_pb2.PutOrganizationAgentPolicyResponse]]:
+        """Replaces the organization's agent policy (admins and managers). The version goes
+        up by one; with expected_version set, a policy changed meanwhile fails with
+        ABORTED and nothing is stored.
         """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
