@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ class Failure(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     log.configure("workpulse-agent", args.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise here
     folder = data_dir(args.data_dir)
     profile = Profile.load(folder)
     if args.gateway:

@@ -126,6 +126,20 @@ class Recorder:
         if not events:
             return
         dropped = self._outbox.append(events)
+        for e in events:
+            # The device's own record of what it measured (the title stays out of logs).
+            logger.info(
+                "event recorded",
+                extra={
+                    "fields": {
+                        "client_event_id": e.client_event_id,
+                        "session_id": e.session_id,
+                        "activity": e.activity,
+                        "duration": e.duration,
+                        "app": e.app,
+                    }
+                },
+            )
         if dropped:
             logger.warning("disk cap reached: oldest events dropped", extra={"fields": {"dropped": dropped}})
         self._on_events()

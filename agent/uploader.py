@@ -59,7 +59,9 @@ class Backoff:
     """Exponential backoff with full jitter (AWS architecture blog's "full jitter")."""
 
     base: float = 0.5
-    cap: float = 30.0
+    # Short enough that an agent is back within seconds of ingest; the jitter spreads a
+    # fleet's reconnections after an outage.
+    cap: float = 10.0
     attempt: int = 0
 
     def next(self) -> float:
@@ -130,9 +132,9 @@ class Uploader:
                         "ingest refused the stream", extra={"fields": {"code": code.name, "details": exc.details()}}
                     )
                 delay = self._backoff.next()
-                logger.info(
-                    "stream closed; reconnecting", extra={"fields": {"code": code.name, "in_s": round(delay, 2)}}
-                )
+                # One warning per outage, not one per attempt (a week offline is 60,000 attempts).
+                say = logger.warning if self._backoff.attempt == 1 else logger.debug
+                say("stream closed; reconnecting", extra={"fields": {"code": code.name, "in_s": round(delay, 2)}})
                 await asyncio.sleep(delay)
 
     async def _stream_once(self) -> None:
