@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -101,7 +102,9 @@ class Uploader:
         on_session_ended: Callable[[str], None],
         batch_size: int = 500,
         max_in_flight: int = 4,
+        ack_timeout: float = 60.0,
     ) -> None:
+        self._ack_timeout = ack_timeout
         self._outbox = outbox
         self._stub = ingest_pb2_grpc.IngestServiceStub(channel)
         self._tokens = tokens
@@ -143,11 +146,27 @@ class Uploader:
         in_flight: dict[str, _Flight] = {}
         room = asyncio.Semaphore(self._max_in_flight)
         sender = asyncio.create_task(self._send(call, in_flight, room), name="agent-send")
+        reading: asyncio.Future[Any] | None = None
         try:
             while True:
-                ack = await call.read()
+                if reading is None:
+                    reading = asyncio.ensure_future(call.read())
+                # A batch unanswered for ``ack_timeout`` (a server that lost it, a half-open
+                # connection) breaks the stream: it is resent on a new one. The read itself
+                # is never cancelled (that would cancel the call), only waited for.
+                done, _ = await asyncio.wait(
+                    {reading, sender}, timeout=self._ack_timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if sender in done:
+                    sender.result()  # its failure (the stream broke while writing) ends this stream
+                    raise _broken("the sender stopped")
+                if reading not in done:
+                    if in_flight:
+                        raise _broken(f"no acknowledgement within {self._ack_timeout:.0f} s")
+                    continue
+                ack, reading = reading.result(), None
                 if not isinstance(ack, pb.StreamActivityResponse):  # grpc.aio.EOF
-                    raise _closed(call)
+                    raise _broken("the server ended the stream")
                 if self.link.state != "connected":
                     self.link.state = "connected"
                     self._backoff.reset()
@@ -157,9 +176,12 @@ class Uploader:
                     await self._settle(flight, ack)
         finally:
             sender.cancel()
+            call.cancel()
             with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
                 await sender
-            call.cancel()
+            if reading is not None:
+                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                    await reading
 
     async def _send(
         self,
@@ -259,9 +281,5 @@ def _event(e: StoredEvent) -> pb.ActivityEvent:
     )
 
 
-def _closed(
-    call: grpc.aio.StreamStreamCall[pb.StreamActivityRequest, pb.StreamActivityResponse],
-) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(
-        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details="the server ended the stream"
-    )
+def _broken(details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
