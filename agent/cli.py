@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CAP_BYTES / 2**20,
         help="the most the unsent events may take on disk; the oldest go first (default 200)",
     )
+    run.add_argument(
+        "--flush-seconds",
+        type=_flush_seconds,
+        default=10.0,
+        help="the longest an event stays open before it is stored and sent (1..10, default 10)",
+    )
     run.set_defaults(command=_run)
 
     start = commands.add_parser("start", parents=[common], help="start a work session")
@@ -176,7 +182,9 @@ async def _run(args: argparse.Namespace, folder: Path, profile: Profile) -> None
             raise Failure("the organization's collection notice is not accepted yet", EXIT_NOT_ACCEPTED)
     finally:
         await gateway.aclose()
-    await run_agent(folder, profile, tls=args.ingest_tls, cap_bytes=int(args.disk_cap_mb * 2**20))
+    await run_agent(
+        folder, profile, tls=args.ingest_tls, cap_bytes=int(args.disk_cap_mb * 2**20), flush_seconds=args.flush_seconds
+    )
 
 
 async def _start(args: argparse.Namespace, folder: Path, profile: Profile) -> None:
@@ -242,6 +250,13 @@ async def _logout(args: argparse.Namespace, folder: Path, profile: Profile) -> N
     profile.user_id = profile.organization_id = ""
     profile.save(folder)
     print("signed out")
+
+
+def _flush_seconds(text: str) -> float:
+    value = float(text)
+    if not 1 <= value <= 10:
+        raise argparse.ArgumentTypeError("must be 1..10")
+    return value
 
 
 def _require_sign_in(profile: Profile) -> None:

@@ -74,7 +74,9 @@ def ingest_channel(target: str, tls: bool) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(target, options=options)
 
 
-async def run_agent(folder: Path, profile: Profile, *, tls: bool, cap_bytes: int = DEFAULT_CAP_BYTES) -> None:
+async def run_agent(
+    folder: Path, profile: Profile, *, tls: bool, cap_bytes: int = DEFAULT_CAP_BYTES, flush_seconds: float = 10.0
+) -> None:
     outbox = Outbox(folder / OUTBOX, cap_bytes)
     gateway = Gateway(profile.gateway)
     tokens = TokenKeeper(gateway, CredentialStore(folder))
@@ -91,7 +93,13 @@ async def run_agent(folder: Path, profile: Profile, *, tls: bool, cap_bytes: int
         uploader.link.policy_version = policy.policy.version
 
     recorder = Recorder(
-        collector, outbox, policy.current, watch.current, locked=lambda: locks.locked, on_events=lambda: uploader.wake()
+        collector,
+        outbox,
+        policy.current,
+        watch.current,
+        locked=lambda: locks.locked,
+        on_events=lambda: uploader.wake(),
+        flush_seconds=flush_seconds,
     )
     uploader = Uploader(outbox, channel, tokens, on_policy_version=policy_changed, on_session_ended=watch.ended)
     try:
