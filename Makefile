@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test bench mutants lint protos check-protos install clean
+.PHONY: run test bench mutants lint protos check-protos install desktop-tools clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "WorkPulse needs Python 3.11+")'
@@ -16,7 +16,19 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) desktop-tools
+
+# What the desktop agent's tests need from Debian (a real X server, a window manager,
+# xdotool, X apps to focus), installed where this machine lets us (root with apt-get);
+# elsewhere the tests say what is missing and skip (CI=true fails on any skip).
+DESKTOP_TOOLS := Xvfb:xvfb openbox:openbox xdotool:xdotool xclock:x11-apps
+desktop-tools:
+	@missing=""; for pair in $(DESKTOP_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing (the agent's X tests)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing) || echo "could not install$$missing; the X tests will skip"; \
+	else echo "note:$$missing not installed (apt-get install$$missing); the agent's X tests will skip"; fi
 
 # Stubs are committed; this rebuilds them from protos/ (typed .pyi via mypy-protobuf).
 protos: $(STAMP)
@@ -36,7 +48,7 @@ check-protos: $(STAMP)
 
 lint: $(STAMP) check-protos
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check workpulse services gateway tests
+	$(BIN)/ruff format --check workpulse services gateway agent tests
 	$(BIN)/mypy
 
 run: $(STAMP)

@@ -66,6 +66,32 @@ def test_gateway_reaches_services_only_through_stubs() -> None:
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
+def test_the_agent_talks_to_the_mesh_only_through_stubs() -> None:
+    """Issue 12: the desktop agent is a client; of the server side it may use only the
+    generated stubs and the kernel's client-safe modules (its JSON log lines)."""
+    allowed_kernel = {
+        "workpulse",
+        "workpulse.log",
+        "workpulse.ingest.v1",
+        "workpulse.ingest.v1.ingest_pb2",
+        "workpulse.ingest.v1.ingest_pb2_grpc",
+    }
+    for path in _sources(ROOT / "agent"):
+        for module in _imports(path):
+            assert not module.startswith(("services", "gateway")), f"{path.relative_to(ROOT)} imports {module}"
+            if module.startswith("workpulse"):
+                assert module in allowed_kernel, f"{path.relative_to(ROOT)} imports {module}"
+
+
+def test_the_agent_loads_no_server_machinery() -> None:
+    """The agent runs on every employee's machine (its memory goal is 60 MiB): no database
+    drivers, no web framework, no server runtime."""
+    probe = "import sys, agent.cli, agent.runner; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    for heavy in ("sqlalchemy", "psycopg", "redis", "starlette", "uvicorn", "pydantic", "services", "gateway"):
+        assert f"'{heavy}'" not in loaded.stdout, f"the agent loads {heavy}"
+
+
 @pytest.mark.parametrize("root", ["gateway.main", "services.realtime.main"])
 def test_processes_without_tables_load_no_sqlalchemy(root: str) -> None:
     """Issue 9 (memory): the gateway and realtime own no tables, and SQLAlchemy with its
@@ -77,7 +103,7 @@ def test_processes_without_tables_load_no_sqlalchemy(root: str) -> None:
 
 
 def test_modules_stay_small() -> None:
-    for folder in ("workpulse", "services", "gateway"):
+    for folder in ("workpulse", "services", "gateway", "agent"):
         for path in _sources(ROOT / folder):
             if "migrations/versions" in str(path):
                 continue
