@@ -21,7 +21,7 @@ install: $(STAMP) desktop-tools
 # What the desktop agent's tests need from Debian (a real X server, a window manager,
 # xdotool, X apps to focus), installed where this machine lets us (root with apt-get);
 # elsewhere the tests say what is missing and skip (CI=true fails on any skip).
-DESKTOP_TOOLS := Xvfb:xvfb openbox:openbox xdotool:xdotool xclock:x11-apps
+DESKTOP_TOOLS := Xvfb:xvfb openbox:openbox xdotool:xdotool xclock:x11-apps dbus-daemon:dbus-daemon
 desktop-tools:
 	@missing=""; for pair in $(DESKTOP_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
