@@ -87,9 +87,10 @@ class Recorder:
         idle = await self._idle(now, policy)
         self.activity = IDLE if idle else ACTIVE
         session_id = self._session()
-        allowed = policy.apply(sample) if policy.tracking(datetime.fromtimestamp(now, UTC)) else None
-        if allowed is None and policy.tracking(datetime.fromtimestamp(now, UTC)):
-            self._outbox.count("dropped_by_policy")
+        tracking = policy.tracking(datetime.fromtimestamp(now, UTC))
+        allowed = policy.apply(sample) if tracking else None
+        if tracking and allowed is None and session_id is not None:
+            self._outbox.count("dropped_by_policy")  # samples a drop rule kept off the device
         self.app = allowed.app if allowed is not None else None
         self.recording = session_id is not None and allowed is not None
         if session_id is None or allowed is None:

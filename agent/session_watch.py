@@ -48,9 +48,11 @@ class SessionWatch:
         try:
             found = await self._gateway.active_session(await self._tokens.access(), self._user_id)
         except GatewayError as exc:
-            if exc.status == 0 or exc.status >= 500:
-                return  # offline: keep the last known session
-            raise
+            if exc.status == 401:
+                await self._tokens.refresh(force=True)  # expired early (a clock off); SignedOut ends the agent
+            elif exc.status != 0 and exc.status < 500:
+                logger.warning("the gateway refused the session lookup", extra={"fields": {"error": exc.message}})
+            return  # offline or refused: keep the last known session, ask again later
         new = found.id if found is not None and found.id not in self._ended else None
         if new != self.session_id:
             if new is None:
