@@ -48,7 +48,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway.cors import origin_admitted
 from gateway.errors import HTTPError
 from gateway.peers import Peers
-from gateway.realtime_snapshot import SESSION_UPDATE, active_session_update, user_metadata
+from gateway.realtime_snapshot import on_connect, user_metadata
 from gateway.settings import GatewaySettings
 from workpulse.realtime.v1 import realtime_pb2 as pb
 from workpulse.realtime.v1 import realtime_pb2_grpc as pb_grpc
@@ -159,11 +159,11 @@ class Feed:
         self.ready = first.ready
         return first.ready
 
-    async def snapshot(self) -> Frame | None:
-        """The user's active session, to send before any event; None when there is none."""
+    async def snapshot(self) -> list[Frame]:
+        """The on-connect snapshot (gateway/realtime_snapshot.py), to send before any event."""
         user = self.ready.user_id if self.ready is not None else ""
-        data = await active_session_update(self.peers, self.token, self.client_address, user)
-        return Frame(SESSION_UPDATE, data) if data is not None else None
+        found = await on_connect(self.peers, self.token, self.client_address, user)
+        return [Frame(event, data) for event, data in found]
 
     async def frames(self) -> AsyncIterator[Frame]:
         """Events, keepalives and resyncs until the token expires or realtime stays down."""
@@ -271,7 +271,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
 
     async def pump() -> None:
         nonlocal reason
-        if (snapshot := await feed.snapshot()) is not None:
+        for snapshot in await feed.snapshot():
             outbox.put(snapshot)  # after ready, before any event (replayed or live)
         try:
             async for frame in feed.frames():
@@ -344,7 +344,7 @@ class SocketIOEndpoint:
         behind = False
         last_sent: str | None = None
         try:
-            if (snapshot := await feed.snapshot()) is not None:
+            for snapshot in await feed.snapshot():
                 await self.sio.emit(snapshot.event, snapshot.data, to=sid)
             async for frame in feed.frames():
                 if frame.event == "ping":

@@ -1,4 +1,5 @@
-"""The on-connect snapshot: a connecting user's active session, as one ``SESSION_UPDATE``.
+"""The on-connect snapshot: a connecting user's active session, as one ``SESSION_UPDATE``,
+and, when that session's agent is silent, one ``USER_AGENT_SILENT``.
 
 The original sent its clients ``SESSION_UPDATE`` for the user's active session when they
 connected, so they render a running session without asking REST. The gateway asks
@@ -11,10 +12,16 @@ The snapshot is not an entry of the events stream: its ``id`` is null (frame and
 so it never moves a client's resume position, and it is sent on each connection (not on the
 gateway's own re-subscriptions). Its payload has exactly the keys of a relayed
 SESSION_UPDATE (sessions' ``WorkSession.event_payload``, a test holds the two equal).
+
+The agent silence is read from realtime's ``GetPresence`` (the user's own entry): a user
+who connects while their agent is silent missed the USER_AGENT_SILENT that said so, and
+nothing else would tell them until the agent reports again. Its payload has the keys of
+the one realtime publishes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -24,11 +31,19 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.errors import HTTPError
 from gateway.peers import Peers
+from workpulse.realtime.v1 import realtime_pb2, realtime_pb2_grpc
 from workpulse.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 logger = logging.getLogger("workpulse.gateway.realtime")
 
 SESSION_UPDATE = "SESSION_UPDATE"
+USER_AGENT_SILENT = "USER_AGENT_SILENT"
+# How clients name GetPresence's activity (docs/API.md, Presence).
+ACTIVITY_NAMES: dict[realtime_pb2.Activity.ValueType, str] = {
+    realtime_pb2.ACTIVITY_ACTIVE: "active",
+    realtime_pb2.ACTIVITY_IDLE: "idle",
+    realtime_pb2.ACTIVITY_AGENT_SILENT: "agent_silent",
+}
 # The snapshot is sent before any event of the connection: a slow sessions service may
 # hold them back this long at most, then the connection goes on without it.
 SNAPSHOT_TIMEOUT_SECONDS = 3.0
@@ -102,3 +117,51 @@ async def active_session_update(peers: Peers, token: str, client_address: str, u
     if own is None:
         return None
     return {**session_update_payload(own), "id": None, "timestamp": datetime.now(UTC).isoformat()}
+
+
+def agent_silent_payload(presence: realtime_pb2.UserPresence) -> dict[str, Any]:
+    """The USER_AGENT_SILENT payload (without ``timestamp``) of a user GetPresence lists."""
+    contact = presence.last_agent_contact_at
+    return {
+        "userId": presence.user_id,
+        "organizationId": presence.organization_id,
+        "sessionId": presence.session_id,
+        "activity": ACTIVITY_NAMES[presence.activity],
+        "lastAgentContactAt": contact.ToDatetime(tzinfo=UTC).isoformat()
+        if presence.HasField("last_agent_contact_at")
+        else None,
+        "agentSilenceSeconds": presence.agent_silence_seconds,
+    }
+
+
+async def agent_silence(peers: Peers, token: str, client_address: str, user_id: str) -> dict[str, Any] | None:
+    """The snapshot's USER_AGENT_SILENT ``data`` (null ``id``, ``timestamp`` of the read)
+    when the user's own open session's agent is silent; None otherwise or when realtime
+    cannot tell now."""
+    try:
+        stub: realtime_pb2_grpc.RealtimeServiceAsyncStub = peers.stub("realtime", realtime_pb2_grpc.RealtimeServiceStub)
+        reply = await stub.GetPresence(
+            realtime_pb2.GetPresenceRequest(),
+            metadata=user_metadata(peers, token, client_address),
+            timeout=SNAPSHOT_TIMEOUT_SECONDS,
+        )
+    except HTTPError:
+        return None
+    except grpc.aio.AioRpcError as exc:
+        logger.warning("no on-connect agent silence snapshot: %s %s", exc.code().name, exc.details())
+        return None
+    # Managers are answered with their organization: only their own entry is theirs to show.
+    own = next((u for u in reply.users if u.user_id == user_id), None)
+    if own is None or own.activity != realtime_pb2.ACTIVITY_AGENT_SILENT:
+        return None
+    return {**agent_silent_payload(own), "id": None, "timestamp": datetime.now(UTC).isoformat()}
+
+
+async def on_connect(peers: Peers, token: str, client_address: str, user_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The snapshot's events, in order: the active session, then its agent's silence."""
+    session, silence = await asyncio.gather(
+        active_session_update(peers, token, client_address, user_id),
+        agent_silence(peers, token, client_address, user_id),
+    )
+    found = [(SESSION_UPDATE, session), (USER_AGENT_SILENT, silence)]
+    return [(event, data) for event, data in found if data is not None]

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 USER_ONLINE = "USER_ONLINE"
 USER_OFFLINE = "USER_OFFLINE"
 SESSION_UPDATE = "SESSION_UPDATE"
+# A start is announced only as SESSION_STARTED; both carry SESSION_UPDATE's payload.
+SESSION_STARTED = "SESSION_STARTED"
+SESSION_STOPPED = "SESSION_STOPPED"
+SESSION_EVENTS = (SESSION_UPDATE, SESSION_STARTED, SESSION_STOPPED)
 INACTIVE_ALERT = "INACTIVE_ALERT"
 OVERTIME_ALERT = "OVERTIME_ALERT"
+# Published by realtime itself, like USER_ONLINE / USER_OFFLINE (services/realtime/silence.py).
+USER_AGENT_SILENT = "USER_AGENT_SILENT"
+USER_AGENT_RESUMED = "USER_AGENT_RESUMED"
+# Folded by realtime: ingest's receipt of activity, and its agent policy changes.
+ACTIVITY_RECORDED = "ACTIVITY_RECORDED"
+AGENT_POLICY_UPDATED = "AGENT_POLICY_UPDATED"
+
+# The agent policy's default allowance (ingest.proto, AgentPolicy.agent_silence_seconds).
+DEFAULT_AGENT_SILENCE_SECONDS = 120
+MAX_AGENT_SILENCE_SECONDS = 86400
 
 
 def parse_stream_id(value: str) -> tuple[int, int]:
@@ -79,15 +94,27 @@ def presence_payload(user_id: str, organization_id: str, timestamp: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ActivityState:
-    """What a user is doing, as the events tell it: the input of GetPresence's activity."""
+    """What a user is doing, as the events tell it: the input of GetPresence's activity.
+
+    ``contact_ms`` is when activity of the session last reached the server (the stream
+    position of its ACTIVITY_RECORDED, or of a SESSION_UPDATE whose totals grew), or its
+    start: the anchor of agent silence. The server's receipt, not the events' own
+    timestamps: an agent that records but cannot deliver is silent to everyone watching.
+    """
 
     session_id: str | None = None
     active: bool = False
     last_activity_at: str | None = None
     total_active_seconds: int = 0
     total_idle_seconds: int = 0
+    contact_ms: int | None = None
+
+    @property
+    def contact_at(self) -> str | None:
+        return iso_of_ms(self.contact_ms) if self.contact_ms is not None else None
 
     def to_json(self) -> str:
+        # contactAt is for the silence scripts, which cannot format dates themselves.
         return json.dumps(
             {
                 "sessionId": self.session_id,
@@ -95,6 +122,8 @@ class ActivityState:
                 "lastActivityAt": self.last_activity_at,
                 "totalActive": self.total_active_seconds,
                 "totalIdle": self.total_idle_seconds,
+                "contactMs": self.contact_ms,
+                "contactAt": self.contact_at,
             }
         )
 
@@ -103,7 +132,20 @@ class ActivityState:
         if not raw:
             return cls()
         d = json.loads(raw)
-        return cls(d.get("sessionId"), bool(d.get("active")), d.get("lastActivityAt"), d["totalActive"], d["totalIdle"])
+        contact = d.get("contactMs")
+        return cls(
+            d.get("sessionId"),
+            bool(d.get("active")),
+            d.get("lastActivityAt"),
+            d["totalActive"],
+            d["totalIdle"],
+            int(contact) if isinstance(contact, int | float) else None,
+        )
+
+
+def iso_of_ms(ms: int) -> str:
+    """Integer arithmetic, so the instant survives a round trip through a Timestamp exactly."""
+    return datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000).isoformat()
 
 
 def _int(value: object) -> int:
@@ -117,13 +159,19 @@ def next_activity(state: ActivityState, event: Event) -> ActivityState | None:
     idle total grew alone means idle; a stopped session clears it (the stop itself is one:
     sessions announces every stop as SESSION_UPDATE with status "stopped"). A stopped
     update of another session says nothing: activity stamped before a stop still counts
-    after it, and may arrive once the user works in a newer session. INACTIVE_ALERT means idle.
+    after it, and may arrive once the user works in a newer session. SESSION_STARTED and
+    SESSION_STOPPED read as SESSION_UPDATE (their payload is its). INACTIVE_ALERT means idle.
+    Activity arriving for the current session (ACTIVITY_RECORDED, growing totals) and the
+    session's start are contact (see :class:`ActivityState`).
     """
     if event.type == INACTIVE_ALERT:
-        return ActivityState(
-            state.session_id, False, state.last_activity_at, state.total_active_seconds, state.total_idle_seconds
-        )
-    if event.type != SESSION_UPDATE:
+        return replace(state, active=False)
+    if event.type == ACTIVITY_RECORDED:
+        recorded = event.data().get("sessionId")
+        if state.session_id is None or recorded != state.session_id:
+            return None  # another session's upload says nothing of the open one's agent
+        return replace(state, contact_ms=max(state.contact_ms or 0, event.position[0]))
+    if event.type not in SESSION_EVENTS:
         return None
     data = event.data()
     session = data.get("sessionId")
@@ -136,11 +184,40 @@ def next_activity(state: ActivityState, event: Event) -> ActivityState | None:
         # A session just started counts as active until its activity says otherwise.
         active, changed = not (idle_total > 0 and active_total == 0), active_total + idle_total > 0
         last = event.timestamp if changed else None
-        return ActivityState(session, active, last, active_total, idle_total)
+        return ActivityState(session, active, last, active_total, idle_total, event.position[0])
     grew_active, grew_idle = active_total > state.total_active_seconds, idle_total > state.total_idle_seconds
     active = True if grew_active else (False if grew_idle else state.active)
     last = event.timestamp if grew_active or grew_idle else state.last_activity_at
-    return ActivityState(session, active, last, active_total, idle_total)
+    contact = max(state.contact_ms or 0, event.position[0]) if grew_active or grew_idle else state.contact_ms
+    return ActivityState(session, active, last, active_total, idle_total, contact)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAllowance:
+    """An organization's agent silence allowance, from its AGENT_POLICY_UPDATED events."""
+
+    organization_id: str
+    version: int
+    seconds: int | None  # None: the policy leaves it to the default
+
+
+def allowance_of(event: Event) -> AgentAllowance | None:
+    """The allowance an AGENT_POLICY_UPDATED announces; None when it is not one, or is
+    malformed, or names another organization than the one it was published for (the
+    stream entry's organization is the relay's, from the owning row: it decides)."""
+    if event.type != AGENT_POLICY_UPDATED or not event.organization_id:
+        return None
+    data = event.data()
+    version, seconds = data.get("version"), data.get("agentSilenceSeconds")
+    if data.get("organizationId", event.organization_id) != event.organization_id:
+        return None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return None
+    if seconds is None:
+        return AgentAllowance(event.organization_id, version, None)
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= MAX_AGENT_SILENCE_SECONDS:
+        return None
+    return AgentAllowance(event.organization_id, version, seconds)
 
 
 @dataclass(frozen=True, slots=True)

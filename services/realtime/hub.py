@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -19,7 +20,7 @@ from workpulse.redisconn import raise_if_cancelled
 
 logger = logging.getLogger("workpulse.realtime.hub")
 
-Observer = Callable[[Sequence[Event]], Awaitable[None]]
+Observer = Callable[[Sequence[Event]], Awaitable[object]]
 
 
 _EVERYONE = "*"
@@ -77,6 +78,9 @@ class EventHub:
         self._observed: asyncio.Queue[list[Event]] = asyncio.Queue(maxsize=1000)
         self.position = ""
         self.started = asyncio.Event()
+        # When this replica began reading the stream (epoch seconds): it has seen every
+        # event since, and none before (the agent-silence sweep needs to know which).
+        self.watching_since: float | None = None
 
     def subscribe(self, viewer: Viewer) -> Subscription:
         sub = Subscription(viewer, self._capacity)
@@ -115,6 +119,7 @@ class EventHub:
             try:
                 if not self.position:
                     self.position = await self.stream.last_id()
+                    self.watching_since = time.time()
                     self.started.set()
                 events = await self.stream.read_live(self.position, block_ms=self._block_ms, count=self._batch)
                 backoff = 0.1

@@ -10,9 +10,12 @@ from collections.abc import Awaitable, Callable
 import grpc
 from pydantic import Field
 
+from services.realtime.activity import ActivityStore
+from services.realtime.domain import DEFAULT_AGENT_SILENCE_SECONDS, MAX_AGENT_SILENCE_SECONDS
 from services.realtime.hub import EventHub
 from services.realtime.presence import PresenceStore, PresenceTracker
 from services.realtime.servicer import RealtimeServicer
+from services.realtime.silence import AgentSilence
 from services.realtime.stream import EventStream
 from services.realtime.use_cases import Realtime
 from workpulse import redisconn, runtime
@@ -40,6 +43,12 @@ class Settings(GrpcServiceSettings):
     events_replay_limit: int = Field(10_000, ge=1, description="most stream entries a resume replays before resync")
     events_maxlen: int = Field(100_000, ge=1000, description="approximate length cap of the events stream")
     events_retention_seconds: float = Field(24 * 3600, gt=0, description="events older than this are trimmed")
+    agent_silence_default_seconds: int = Field(
+        DEFAULT_AGENT_SILENCE_SECONDS,
+        ge=1,
+        le=MAX_AGENT_SILENCE_SECONDS,
+        description="an open session unheard of this long is agent_silent, unless its organization's policy differs",
+    )
 
 
 async def _retention(stream: EventStream, seconds: float) -> None:
@@ -56,15 +65,26 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     client = redisconn.create_client(settings.redis_url)
     keys = redisconn.Keys(settings.redis_prefix)
     stream = EventStream(client, keys)
-    store = PresenceStore(client, keys, maxlen=settings.events_maxlen)
+    allowance = settings.agent_silence_default_seconds
+    store = PresenceStore(client, keys, maxlen=settings.events_maxlen, default_agent_silence_seconds=allowance)
+    activity = ActivityStore(client, keys, maxlen=settings.events_maxlen)
+    silence = AgentSilence(
+        client,
+        keys,
+        maxlen=settings.events_maxlen,
+        default_seconds=allowance,
+        watching_since=lambda: hub.watching_since,
+    )
+    observers = [activity.observe, silence.observe]
+    hub = EventHub(stream, queue_capacity=settings.subscriber_queue_size, observers=observers)
     tracker = PresenceTracker(
         store,
         lease_seconds=settings.presence_lease_seconds,
         heartbeat_seconds=settings.presence_heartbeat_seconds,
         grace_seconds=settings.presence_grace_seconds,
         sweep_seconds=settings.presence_sweep_seconds,
+        also_sweep=[("sweeping agent silence", silence.sweep)],
     )
-    hub = EventHub(stream, queue_capacity=settings.subscriber_queue_size, observers=[store.observe])
     rt = Realtime(hub, tracker, settings.stream_keepalive_seconds, settings.events_replay_limit)
     tasks = [
         asyncio.create_task(hub.run(), name="events-reader"),

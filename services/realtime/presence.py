@@ -11,34 +11,31 @@ offline, so there is no flap. Leases of a crashed replica are never renewed and 
 expires them. Every transition runs in one Lua script that also appends USER_ONLINE or
 USER_OFFLINE to the events stream, so each transition is published exactly once whatever
 the number of replicas; the presence keys share the stream's hash slot for that reason.
+What online users are doing is folded by services/realtime/activity.py, and whether their
+agent is silent by services/realtime/silence.py, under the same keys.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import cast
 
 import redis.asyncio as aioredis
 
 from services.realtime.domain import (
-    INACTIVE_ALERT,
-    SESSION_UPDATE,
+    DEFAULT_AGENT_SILENCE_SECONDS,
     ActivityState,
-    Event,
-    next_activity,
-    parse_stream_id,
+    iso_of_ms,
     presence_payload,
 )
 from workpulse.redisconn import Keys, events_stream, raise_if_cancelled
 
 logger = logging.getLogger("workpulse.realtime.presence")
-ACTIVITY_CACHE_SIZE = 100_000
 
 # KEYS: leases, counts, online, pending, stream, orgs. ARGV: member, user, org, expiry_ms, maxlen, ts, payload.
 _TOUCH = """
@@ -85,24 +82,26 @@ end
 return published
 """
 
-# KEYS: activity. ARGV: user, event id ms, event id seq, state json. Applies only newer events.
-_ACTIVITY = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current then
-  local seen = cjson.decode(current)
-  local ms, seq = tonumber(seen['eventMs']), tonumber(seen['eventSeq'])
-  if ms > tonumber(ARGV[2]) or (ms == tonumber(ARGV[2]) and seq >= tonumber(ARGV[3])) then return 0 end
-end
-local state = cjson.decode(ARGV[4])
-state['eventMs'] = ARGV[2]
-state['eventSeq'] = ARGV[3]
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(state))
-return 1
-"""
+
+def presence_key(keys: Keys, org: str, part: str) -> str:
+    """One organization's presence key; every one carries the events stream's hash tag."""
+    return keys.key("{events}", "presence", org, part)
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+def agent_orgs_key(keys: Keys) -> str:
+    """The organizations whose open sessions the agent-silence sweep visits."""
+    return keys.key("{events}", "presence", "agent-orgs")
+
+
+def allowances_key(keys: Keys) -> str:
+    """Each organization's agent silence allowance, as its latest AGENT_POLICY_UPDATED set it."""
+    return keys.key("{events}", "presence", "agent-silence")
+
+
+def allowance_seconds(stored: str | None, default: int) -> int:
+    """The allowance an entry of :func:`allowances_key` says (the default when it leaves it unset)."""
+    seconds = json.loads(stored).get("seconds") if stored else None
+    return seconds if isinstance(seconds, int) else default
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,30 +111,32 @@ class UserPresence:
     online_since: str
     connections: int
     activity: ActivityState
+    agent_silent: bool = False
+    agent_silence_seconds: int = DEFAULT_AGENT_SILENCE_SECONDS
 
 
 class PresenceStore:
     """The Redis side: leases, transitions and activity, all keyed under the events slot."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, *, maxlen: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        *,
+        maxlen: int,
+        default_agent_silence_seconds: int = DEFAULT_AGENT_SILENCE_SECONDS,
+    ) -> None:
         self._client = client
         self._keys = keys
         self._stream = events_stream(keys)
         self._maxlen = maxlen
+        self._default_allowance = default_agent_silence_seconds
         self._touch = client.register_script(_TOUCH)
         self._release = client.register_script(_RELEASE)
         self._sweep = client.register_script(_SWEEP)
-        self._activity = client.register_script(_ACTIVITY)
-        self._states: OrderedDict[tuple[str, str], ActivityState] = OrderedDict()
-
-    def _remember(self, pair: tuple[str, str], state: ActivityState) -> None:
-        self._states[pair] = state
-        self._states.move_to_end(pair)
-        if len(self._states) > ACTIVITY_CACHE_SIZE:
-            self._states.popitem(last=False)
 
     def _key(self, org: str, part: str) -> str:
-        return self._keys.key("{events}", "presence", org, part)
+        return presence_key(self._keys, org, part)
 
     @property
     def _orgs(self) -> str:
@@ -144,7 +145,7 @@ class PresenceStore:
     async def touch(self, org: str, user: str, connection: str, lease_ms: int) -> str | None:
         """Creates or renews a lease; returns the USER_ONLINE event id when the user came online."""
         now = int(time.time() * 1000)
-        args = self._touch_args(org, user, connection, now, lease_ms, _iso(now))
+        args = self._touch_args(org, user, connection, now, lease_ms, iso_of_ms(now))
         published = await self._touch(keys=self._touch_keys(org), args=args)
         return str(published) if published else None
 
@@ -158,7 +159,7 @@ class PresenceStore:
         """Renews many leases (org, user, connection) in pipelined round trips."""
         for start in range(0, len(leases), chunk):
             now = int(time.time() * 1000)
-            ts = _iso(now)
+            ts = iso_of_ms(now)
             async with self._client.pipeline(transaction=False) as pipe:
                 for org, user, connection in leases[start : start + chunk]:
                     await self._touch(
@@ -176,7 +177,7 @@ class PresenceStore:
     async def sweep(self) -> list[str]:
         """Expires lapsed leases and publishes due offlines in every organization; returns event ids."""
         now = int(time.time() * 1000)
-        ts = _iso(now)
+        ts = iso_of_ms(now)
         published: list[str] = []
         for org in sorted(cast(set[str], await self._client.smembers(self._orgs))):
             keys = [self._key(org, p) for p in ("leases", "counts", "online", "pending")] + [self._stream]
@@ -184,8 +185,9 @@ class PresenceStore:
         return published
 
     async def online(self, org: str, user: str | None = None) -> list[UserPresence]:
-        """Who of ``org`` is online (only ``user`` when given), with connections and activity."""
-        online_key, counts_key, activity_key = (self._key(org, p) for p in ("online", "counts", "activity"))
+        """Who of ``org`` is online (only ``user`` when given), with connections, activity
+        and whether their open session's agent is silent."""
+        online_key = self._key(org, "online")
         if user is None:
             since = cast(dict[str, str], await self._client.hgetall(online_key))
         else:
@@ -194,44 +196,19 @@ class PresenceStore:
         users = sorted(since)
         if not users:
             return []
-        counts = cast(list[str | None], await self._client.hmget(counts_key, users))
-        states = cast(list[str | None], await self._client.hmget(activity_key, users))
-        return [
-            UserPresence(u, org, since[u], int(c or 0), ActivityState.from_json(s))
-            for u, c, s in zip(users, counts, states, strict=True)
-        ]
-
-    async def observe(self, events: Sequence[Event]) -> None:
-        """Folds session and alert events into each user's activity state (idempotent, in order)."""
-        relevant = [e for e in events if e.type in (SESSION_UPDATE, INACTIVE_ALERT) and e.user_id]
-        if not relevant:
-            return
-        # This replica reads every event in order, so its cache stays exact once loaded.
-        pairs = sorted({(e.organization_id, e.user_id) for e in relevant if e.user_id})
-        missing = [pair for pair in pairs if pair not in self._states]
-        if missing:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for org, user in missing:
-                    pipe.hget(self._key(org, "activity"), user)
-                raw = cast(list[str | None], await pipe.execute())
-            for pair, found in zip(missing, raw, strict=True):
-                self._remember(pair, ActivityState.from_json(found))
-        states = {pair: self._states[pair] for pair in pairs}
-        latest: dict[tuple[str, str], tuple[Event, ActivityState]] = {}
-        for event in relevant:
-            pair = (event.organization_id, event.user_id or "")
-            changed = next_activity(states[pair], event)
-            if changed is not None:
-                states[pair] = changed
-                latest[pair] = (event, changed)
-                self._remember(pair, changed)
         async with self._client.pipeline(transaction=False) as pipe:
-            for (org, user), (event, state) in latest.items():
-                ms, seq = parse_stream_id(event.id)
-                await self._activity(
-                    keys=[self._key(org, "activity")], args=[user, ms, seq, state.to_json()], client=pipe
-                )
-            await pipe.execute()
+            for part in ("counts", "activity", "silent"):
+                pipe.hmget(self._key(org, part), users)
+            pipe.hget(allowances_key(self._keys), org)
+            counts, states, silences, stored = await pipe.execute()
+        allowance = allowance_seconds(stored, self._default_allowance)
+        found_presence = []
+        for u, c, s, silence in zip(users, counts, states, silences, strict=True):
+            activity = ActivityState.from_json(s)
+            # A silence of an older session says nothing of the one open now.
+            silent = bool(silence) and json.loads(silence).get("sessionId") == activity.session_id
+            found_presence.append(UserPresence(u, org, since[u], int(c or 0), activity, silent, allowance))
+        return found_presence
 
 
 class PresenceTracker:
@@ -245,8 +222,11 @@ class PresenceTracker:
         heartbeat_seconds: float,
         grace_seconds: float,
         sweep_seconds: float,
+        also_sweep: Sequence[tuple[str, Callable[[], Awaitable[object]]]] = (),
     ) -> None:
         self.store = store
+        # Further sweeps on the same interval, each named for its log line (agent silence).
+        self._also_sweep = list(also_sweep)
         self.lease_ms = int(lease_seconds * 1000)
         self.grace_ms = int(grace_seconds * 1000)
         self.heartbeat_seconds = heartbeat_seconds
@@ -275,6 +255,8 @@ class PresenceTracker:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._every(self.heartbeat_seconds, self._renew, "renewing leases"))
             group.create_task(self._every(self._sweep_seconds, self.store.sweep, "sweeping presence"))
+            for what, sweep in self._also_sweep:
+                group.create_task(self._every(self._sweep_seconds, sweep, what))
 
     async def _renew(self) -> None:
         await self.store.touch_many(list(self._local), self.lease_ms)

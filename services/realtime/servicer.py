@@ -110,14 +110,23 @@ def _timestamp(iso: str | None) -> Timestamp | None:
     return stamp
 
 
+def _activity(u: UserPresence) -> pb.Activity.ValueType:
+    if u.activity.session_id is None:
+        return pb.ACTIVITY_IDLE
+    if u.agent_silent:
+        return pb.ACTIVITY_AGENT_SILENT
+    return pb.ACTIVITY_ACTIVE if u.activity.active else pb.ACTIVITY_IDLE
+
+
 def _presence(u: UserPresence) -> pb.UserPresence:
-    active = u.activity.active and u.activity.session_id is not None
     return pb.UserPresence(
         user_id=u.user_id,
         organization_id=u.organization_id,
-        activity=pb.ACTIVITY_ACTIVE if active else pb.ACTIVITY_IDLE,
+        activity=_activity(u),
         session_id=u.activity.session_id or "",
         online_since=_timestamp(u.online_since),
         connections=u.connections,
         last_activity_at=_timestamp(u.activity.last_activity_at),
+        last_agent_contact_at=_timestamp(u.activity.contact_at if u.activity.session_id else None),
+        agent_silence_seconds=u.agent_silence_seconds,
     )

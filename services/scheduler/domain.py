@@ -22,6 +22,8 @@ OVERTIME_ALERT = "OVERTIME_ALERT"
 
 DEFAULT_IDLE_MINUTES = 5
 DEFAULT_OVERTIME_HOURS = 9.0
+# The agent policy's default allowance (ingest.proto, AgentPolicy.agent_silence_seconds).
+DEFAULT_AGENT_SILENCE_SECONDS = 120
 MAX_REPORT_DAYS = 366
 
 
@@ -340,10 +342,19 @@ class ActivityTotal:
 
 @dataclass(frozen=True, slots=True)
 class IdleSession:
+    """An active session without active input for its idle threshold."""
+
     organization_id: str
     user_id: str
     session_id: str
-    idle_seconds: int
+    idle_seconds: int  # since the latest active event, or the start
+    silent_seconds: int = 0  # since activity of any kind was last received, or the start
+
+    def agent_silent(self, allowance_seconds: int) -> bool:
+        """Whether nothing at all arrived for longer than the allowance: then the agent is
+        not reporting (stopped, hung, offline) and the user's idleness is unknown, so the
+        session is agent-silent rather than idle (realtime publishes USER_AGENT_SILENT)."""
+        return self.silent_seconds > allowance_seconds
 
 
 def summarize(window: UserWindow, work: WorkTotal | None, activity: ActivityTotal | None) -> DailySummary | None:

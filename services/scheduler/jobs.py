@@ -99,20 +99,28 @@ async def daily_summaries(ctx: JobContext, as_of: datetime, manual: bool) -> int
 
 async def idle_check(ctx: JobContext, as_of: datetime, manual: bool) -> int:
     """One INACTIVE_ALERT per idle session per local day; alerts of sessions that are no
-    longer idle are marked resolved."""
+    longer idle are marked resolved. A session whose agent sent nothing for longer than
+    its organization's allowance is agent-silent, not idle: it gets no alert, and an alert
+    it has stays unresolved (nobody can tell whether the user came back)."""
     async with ctx.maintenance.unscoped() as conn:
         by_org = await repository.all_thresholds(conn)
     idle = await ctx.peers.idle_sessions(as_of, ctx.config.defaults, by_org)
+    allowances = await ctx.peers.agent_silence({s.organization_id for s in idle}) if idle else {}
+    default = domain.DEFAULT_AGENT_SILENCE_SECONDS
+    silent = {s.session_id for s in idle if s.agent_silent(allowances.get(s.organization_id, default))}
     zones = {(z.organization_id, z.user_id): z.timezone for z in await ctx.peers.user_zones()} if idle else {}
     day_of_zone: dict[str, date] = {}
     drafts = []
     for s in idle:
+        if s.session_id in silent:
+            continue
         tz = zones.get((s.organization_id, s.user_id), "UTC")
         day = day_of_zone.get(tz) or day_of_zone.setdefault(tz, domain.local_date(tz, as_of))
         if not ctx.raised.known(s.session_id, day):
             drafts.append(domain.inactive_alert(s.organization_id, s.user_id, s.session_id, day, s.idle_seconds))
     async with ctx.maintenance.unscoped() as conn:
         raised = await repository.insert_alerts(conn, drafts, as_of)
+        # Idle or silent, the user is not known to be back at work: their alerts stay open.
         await repository.resolve_inactive(conn, [s.session_id for s in idle], as_of, (as_of - timedelta(days=2)).date())
     # Committed: every attempted (session, day) now has its alert.
     ctx.raised.remember(drafts, as_of.date())

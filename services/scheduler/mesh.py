@@ -1,17 +1,20 @@
 """The scheduler's view of its peers: auth (time zones), sessions (work time, idle sessions)
-and ingest (activity totals, partitions), all through their reporting stubs."""
+and ingest (activity totals, partitions) through their reporting stubs, and ingest's agent
+policies (the agent silence allowance) through its service stub."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Protocol, TypeVar
 
 import grpc
 
 from services.scheduler.domain import (
+    DEFAULT_AGENT_SILENCE_SECONDS,
     ActivityTotal,
     AppUsage,
     IdleSession,
@@ -22,7 +25,7 @@ from services.scheduler.domain import (
 )
 from workpulse.auth.v1 import auth_reporting_pb2, auth_reporting_pb2_grpc
 from workpulse.identity import ServiceIdentity
-from workpulse.ingest.v1 import ingest_reporting_pb2, ingest_reporting_pb2_grpc
+from workpulse.ingest.v1 import ingest_pb2, ingest_pb2_grpc, ingest_reporting_pb2, ingest_reporting_pb2_grpc
 from workpulse.sessions.v1 import sessions_reporting_pb2, sessions_reporting_pb2_grpc
 from workpulse.timestamps import to_datetime, to_timestamp
 
@@ -32,6 +35,9 @@ T = TypeVar("T")
 # requests may run at once (each holds one of the peer's few maintenance connections).
 WINDOWS_PER_CALL = 10000
 CALLS_IN_PARALLEL = 2
+POLICY_CALLS_IN_PARALLEL = 8
+
+logger = logging.getLogger("workpulse.scheduler.mesh")
 
 
 class Peers(Protocol):
@@ -45,6 +51,7 @@ class Peers(Protocol):
     async def ensure_partitions(
         self, as_of: datetime, days_ahead: int, retention_days: int
     ) -> tuple[list[str], list[str]]: ...
+    async def agent_silence(self, organization_ids: Collection[str]) -> dict[str, int]: ...
 
 
 class GrpcPeers:
@@ -60,13 +67,18 @@ class GrpcPeers:
         *,
         identity: ServiceIdentity | None = None,
         zone_ttl: float = 300.0,
+        policy_ttl: float = 60.0,
         timeout: float = 120.0,
     ) -> None:
         self._auth = auth_reporting_pb2_grpc.AuthReportingServiceStub(auth)
         self._sessions = sessions_reporting_pb2_grpc.SessionsReportingServiceStub(sessions)
         self._ingest = ingest_reporting_pb2_grpc.IngestReportingServiceStub(ingest)
+        self._policies = ingest_pb2_grpc.IngestServiceStub(ingest)
         self._identity = identity
         self._zone_ttl = zone_ttl
+        self._policy_ttl = policy_ttl
+        # organization -> (allowance seconds, when it was read)
+        self._allowances: dict[str, tuple[int, float]] = {}
         self._timeout = timeout
         self._zones: list[UserZone] = []
         self._index: dict[tuple[str, str], str] = {}
@@ -174,10 +186,38 @@ class GrpcPeers:
         )
         found: list[IdleSession] = []
         async for reply in self._sessions.StreamIdleSessions(request, timeout=self._timeout, metadata=self._md()):
-            found.extend(
-                map(IdleSession, reply.organization_ids, reply.user_ids, reply.session_ids, reply.idle_seconds)
-            )
+            columns = (reply.organization_ids, reply.user_ids, reply.session_ids, reply.idle_seconds)
+            found.extend(map(IdleSession, *columns, reply.silent_seconds))
         return found
+
+    async def agent_silence(self, organization_ids: Collection[str]) -> dict[str, int]:
+        """Each organization's agent silence allowance from its agent policy (ingest), read
+        at most once per ``policy_ttl`` seconds: the idle check asks every minute, and only
+        for the organizations with idle candidates. The default where ingest cannot say (a
+        failure is remembered as long, so an ingest without the RPC is not asked each run)."""
+        now = time.monotonic()
+        never = (DEFAULT_AGENT_SILENCE_SECONDS, -float("inf"))
+        stale = sorted(o for o in organization_ids if now - self._allowances.get(o, never)[1] > self._policy_ttl)
+        gate = asyncio.Semaphore(POLICY_CALLS_IN_PARALLEL)
+        failed: list[str] = []
+
+        async def one(org: str) -> tuple[str, int]:
+            request = ingest_pb2.GetOrganizationAgentPolicyRequest(organization_id=org)
+            async with gate:
+                try:
+                    reply = await self._policies.GetOrganizationAgentPolicy(request, timeout=min(self._timeout, 10.0))
+                except grpc.aio.AioRpcError as exc:
+                    failed.append(exc.code().name)
+                    return org, DEFAULT_AGENT_SILENCE_SECONDS
+            chosen = reply.policy.defaults
+            return org, chosen.agent_silence_seconds if chosen.HasField("agent_silence_seconds") else never[0]
+
+        for org, seconds in await asyncio.gather(*(one(o) for o in stale)):
+            self._allowances[org] = (seconds, now)
+        if failed:
+            codes = ", ".join(sorted(set(failed)))
+            logger.warning("%d agent policies unreadable (%s): the default allowance applies", len(failed), codes)
+        return {o: self._allowances[o][0] for o in organization_ids}
 
     async def ensure_partitions(
         self, as_of: datetime, days_ahead: int, retention_days: int

@@ -116,6 +116,20 @@ class ActivityDelta:
     idle_seconds: int
     last_activity_at: datetime | None
     event_count: int
+    # The latest active event's timestamp; None: last_activity_at stands for it.
+    last_active_at: datetime | None = None
+
+    @property
+    def carries_activity(self) -> bool:
+        """Whether the hand-off reports anything at all: what agent silence is measured by."""
+        return self.event_count > 0 or self.active_seconds > 0 or self.idle_seconds > 0
+
+    @property
+    def latest_active(self) -> datetime | None:
+        """When the user was last active by this hand-off; None when it has no active time."""
+        if self.active_seconds <= 0:
+            return None
+        return self.last_active_at or self.last_activity_at
 
     def __post_init__(self) -> None:
         if not self.idempotency_key or len(self.idempotency_key) > MAX_IDEMPOTENCY_KEY:

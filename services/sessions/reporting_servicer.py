@@ -50,16 +50,20 @@ join sessions.work_sessions s
 group by w.k
 """
 
+# Sessions without active input for the idle threshold (the latest active event, or the
+# start), with the time since anything was received for them: the scheduler tells an idle
+# user (the agent keeps reporting, idle) from a silent agent (nothing arrives) with it.
 _IDLE_SESSIONS = """
 with t as (
     select * from unnest(cast(:orgs as uuid[]), cast(:minutes as int[])) as t(org, idle_minutes)
 )
 select s.organization_id::text, s.user_id::text, s.id::text,
-       floor(extract(epoch from :as_of - coalesce(s.last_activity_at, s.start_time)))::bigint
+       floor(extract(epoch from :as_of - coalesce(s.last_active_at, s.start_time)))::bigint,
+       floor(extract(epoch from :as_of - coalesce(s.last_received_at, s.start_time)))::bigint
 from sessions.work_sessions s
 left join t on t.org = s.organization_id
 where s.status = 'active' and s.start_time <= :as_of
-  and coalesce(s.last_activity_at, s.start_time)
+  and coalesce(s.last_active_at, s.start_time)
       <= :as_of - make_interval(mins => coalesce(t.idle_minutes, :default_minutes))
 """
 
@@ -113,9 +117,13 @@ class SessionsReportingServicer(sessions_reporting_pb2_grpc.SessionsReportingSer
         async with self._engine.connect() as conn:
             result = await conn.stream(text(_IDLE_SESSIONS), params)
             async for rows in result.partitions(request.batch_size or DEFAULT_BATCH):
-                orgs, users, sessions, idle = zip(*rows, strict=True) if rows else ((), (), (), ())
+                orgs, users, sessions, idle, silent = zip(*rows, strict=True) if rows else ((), (), (), (), ())
                 yield pb.StreamIdleSessionsResponse(
-                    organization_ids=orgs, user_ids=users, session_ids=sessions, idle_seconds=idle
+                    organization_ids=orgs,
+                    user_ids=users,
+                    session_ids=sessions,
+                    idle_seconds=idle,
+                    silent_seconds=silent,
                 )
 
 

@@ -62,6 +62,8 @@ _APPLY_ONCE = (
     "    total_active_seconds = total_active_seconds + %(active)s, "
     "    total_idle_seconds = total_idle_seconds + %(idle)s, "
     "    last_activity_at = greatest(last_activity_at, cast(%(last)s as timestamptz)), "
+    "    last_active_at = greatest(last_active_at, cast(%(last_active)s as timestamptz)), "
+    "    last_received_at = case when %(carries)s then now() else last_received_at end, "
     "    version = version + 1 "
     "  where organization_id = %(org)s and id = %(id)s and exists (select 1 from claimed) "
     "  returning *"
@@ -283,7 +285,8 @@ class ActivityApplications:
         to one session queue briefly on its row lock and all succeed. One round trip keeps
         that lock short. A concurrent claim of the same key waits for the first transaction
         and then claims nothing. (True, None) means the session does not exist: the caller
-        releases the claim or rolls back.
+        releases the claim or rolls back. The activity anchors (latest event, latest active
+        event, receipt) move in the same statement, so a resent hand-off moves none of them.
         """
         cursor = self._conn.cursor(row_factory=dict_row)
         await cursor.execute(
@@ -296,6 +299,8 @@ class ActivityApplications:
                 "active": delta.active_seconds,
                 "idle": delta.idle_seconds,
                 "last": delta.last_activity_at,
+                "last_active": delta.latest_active,
+                "carries": delta.carries_activity,
                 "topic": EVENTS_TOPIC,
                 "event_type": SESSION_UPDATE,
                 "channel": OUTBOX_CHANNEL,

@@ -128,6 +128,7 @@ def _delta(request: pb.ApplyActivityRequest, field_prefix: str = "") -> Activity
             idle_seconds=request.idle_seconds,
             last_activity_at=moment(request.last_activity_at, request.HasField("last_activity_at")),
             event_count=request.event_count,
+            last_active_at=moment(request.last_active_at, request.HasField("last_active_at")),
         )
     except InvalidArgument as exc:
         if not field_prefix:

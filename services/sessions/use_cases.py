@@ -259,6 +259,7 @@ def activity_delta(
     idle_seconds: int,
     last_activity_at: datetime | None,
     event_count: int,
+    last_active_at: datetime | None = None,
 ) -> ActivityDelta:
     return ActivityDelta(
         organization_id=require_uuid(organization_id, "organization_id"),
@@ -268,6 +269,7 @@ def activity_delta(
         idle_seconds=idle_seconds,
         last_activity_at=last_activity_at,
         event_count=event_count,
+        last_active_at=last_active_at,
     )
 
 

@@ -69,11 +69,14 @@ where s.start_time = :day + interval '8 hours'
 
 # Half the active sessions went quiet 20 minutes ago, half are busy.
 _ACTIVE = """
-insert into sessions.work_sessions (organization_id, user_id, start_time, status, last_activity_at)
-select u.organization_id, u.id, :at - interval '3 hours', 'active',
-       case when row_number() over (order by u.id) % 2 = 0 then :at - interval '20 minutes'
-            else :at - interval '1 minute' end
-from auth.users u where u.email like 'idle%'
+insert into sessions.work_sessions
+    (organization_id, user_id, start_time, status, last_activity_at, last_active_at, last_received_at)
+select organization_id, id, :at - interval '3 hours', 'active', last_input, last_input,
+       :at - interval '30 seconds'  -- every agent still reporting: idle, not agent-silent
+from (select u.organization_id, u.id,
+             case when row_number() over (order by u.id) % 2 = 0 then :at - interval '20 minutes'
+                  else :at - interval '1 minute' end as last_input
+      from auth.users u where u.email like 'idle%') candidates
 """
 
 _BASELINE = """

@@ -126,7 +126,7 @@ async def tenants(mesh: Mesh, tokens: TokenFactory) -> Tenants:
         await _ok(await http.put("/alerts/settings", json={"idle_minutes": 1, "overtime_hours": 9}, headers=b_headers))
         async with grpc.aio.insecure_channel(mesh.address("scheduler")) as channel:
             as_of = Timestamp()
-            as_of.FromDatetime(datetime.now(UTC) + timedelta(minutes=3))
+            as_of.FromDatetime(datetime.now(UTC) + timedelta(seconds=90))
             service = (("authorization", f"Bearer {tokens.service('ops')}"),)
             stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
             run = await stub.RunJob(scheduler_pb2.RunJobRequest(name="idle_check", as_of=as_of), metadata=service)

@@ -82,7 +82,7 @@ async def _raise_an_alert(mesh: Mesh, tokens: TokenFactory) -> None:
     minute) gets an INACTIVE_ALERT, so alerts and their acknowledgement have real data."""
     async with grpc.aio.insecure_channel(mesh.address("scheduler")) as channel:
         as_of = Timestamp()
-        as_of.FromDatetime(datetime.now(UTC) + timedelta(minutes=3))
+        as_of.FromDatetime(datetime.now(UTC) + timedelta(seconds=90))
         service = (("authorization", f"Bearer {tokens.service('ops')}"),)
         stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
         run = await stub.RunJob(scheduler_pb2.RunJobRequest(name="idle_check", as_of=as_of), metadata=service)

@@ -7,7 +7,15 @@ import uuid
 
 import pytest
 
-from services.realtime.domain import ActivityState, Event, Viewer, next_activity, parse_stream_id
+from services.realtime.domain import (
+    ActivityState,
+    AgentAllowance,
+    Event,
+    Viewer,
+    allowance_of,
+    next_activity,
+    parse_stream_id,
+)
 from services.realtime.hub import EventHub, Subscription
 
 
@@ -68,7 +76,7 @@ def test_activity_follows_session_updates_and_alerts() -> None:
         )
 
     started = next_activity(ActivityState(), update(1, 0, 0))
-    assert started == ActivityState(session, True, None, 0, 0)
+    assert started == ActivityState(session, True, None, 0, 0, contact_ms=1)  # the start is contact
     worked = next_activity(started, update(2, 60, 0))
     assert worked is not None and worked.active and worked.last_activity_at == "t2"
     idled = next_activity(worked, update(3, 60, 30))
@@ -80,6 +88,54 @@ def test_activity_follows_session_updates_and_alerts() -> None:
     assert next_activity(alerted, update(6, 90, 30, status="stopped")) == ActivityState()
     assert next_activity(alerted, _event(org, user, "OVERTIME_ALERT", 7)) is None
     assert ActivityState.from_json(back.to_json()) == back
+
+
+def test_contact_is_activity_arriving_for_the_open_session() -> None:
+    """Agent contact moves with activity received for the open session (ingest's
+    ACTIVITY_RECORDED, growing totals), never with news that carries none."""
+    org, user, session, old = (str(uuid.uuid4()) for _ in range(4))
+
+    def update(n: int, active: int, idle: int, status: str = "active", sid: str = session) -> Event:
+        return _event(
+            org, user, n=n, sessionId=sid, status=status, total_active_seconds=active, total_idle_seconds=idle
+        )
+
+    # A start is announced as SESSION_STARTED alone (SESSION_UPDATE's payload): contact.
+    started = next_activity(ActivityState(), _event(org, user, "SESSION_STARTED", 1000, **update(1, 0, 0).data()))
+    assert started is not None and started.session_id == session and started.contact_ms == 1000
+    recorded = next_activity(started, _event(org, user, "ACTIVITY_RECORDED", 2000, sessionId=session, eventCount=1))
+    assert recorded is not None and recorded.contact_ms == 2000 and recorded.total_active_seconds == 0
+    assert recorded.contact_at == "1970-01-01T00:00:02+00:00"
+    # Another session's upload, an alert, an edit without new totals: no contact.
+    assert next_activity(recorded, _event(org, user, "ACTIVITY_RECORDED", 3000, sessionId=old)) is None
+    alerted = next_activity(recorded, _event(org, user, "INACTIVE_ALERT", 4000, sessionId=session))
+    assert alerted is not None and alerted.contact_ms == 2000
+    edited = next_activity(recorded, update(5000, 0, 0))
+    assert edited is not None and edited.contact_ms == 2000
+    idled = next_activity(edited, update(6000, 0, 30))
+    assert idled is not None and idled.contact_ms == 6000 and not idled.active
+    assert next_activity(idled, update(7000, 0, 30, status="stopped")) == ActivityState()
+    assert next_activity(ActivityState(), _event(org, user, "ACTIVITY_RECORDED", 8000, sessionId=session)) is None
+
+
+@pytest.mark.parametrize(
+    ("org", "data", "expected"),
+    [
+        ("o", {"organizationId": "o", "version": 3, "agentSilenceSeconds": 45}, AgentAllowance("o", 3, 45)),
+        ("o", {"version": 4, "agentSilenceSeconds": None}, AgentAllowance("o", 4, None)),  # the default applies
+        ("o", {"organizationId": "other", "version": 3, "agentSilenceSeconds": 45}, None),  # not this tenant's
+        ("o", {"organizationId": "o", "version": 0, "agentSilenceSeconds": 45}, None),
+        ("o", {"organizationId": "o", "version": 3, "agentSilenceSeconds": 0}, None),
+        ("o", {"organizationId": "o", "version": 3, "agentSilenceSeconds": "45"}, None),
+        ("o", {"organizationId": "o", "version": True, "agentSilenceSeconds": 45}, None),
+        ("", {"organizationId": "o", "version": 3, "agentSilenceSeconds": 45}, None),
+    ],
+)
+def test_an_agent_policy_event_gives_its_own_organization_s_allowance(
+    org: str, data: dict[str, object], expected: AgentAllowance | None
+) -> None:
+    event = Event.from_entry("1-0", {"type": "AGENT_POLICY_UPDATED", "org": org, "ts": "t", "data": json.dumps(data)})
+    assert allowance_of(event) == expected
 
 
 def test_a_stop_clears_its_own_session_only() -> None:

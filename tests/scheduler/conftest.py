@@ -159,14 +159,25 @@ class World:
         return Person(org, user, timezone, role, token)
 
     async def session(
-        self, person: Person, start: datetime, end: datetime | None = None, last_activity_at: datetime | None = None
+        self,
+        person: Person,
+        start: datetime,
+        end: datetime | None = None,
+        last_activity_at: datetime | None = None,
+        *,
+        idle_since: datetime | None = None,
+        received_at: datetime | None = None,
     ) -> Session:
+        """A session whose latest event is stamped ``last_activity_at``: an active one,
+        received then, unless ``idle_since`` names the last active input (idle events were
+        reported after it) or ``received_at`` when activity last arrived."""
         sid = str(uuid.uuid4())
         async with self._owner.begin() as conn:
             await conn.execute(
                 text(
                     "insert into sessions.work_sessions (organization_id, id, user_id, start_time, end_time, status, "
-                    " last_activity_at) values (:org, :id, :user, :start, :end, :status, :last)"
+                    " last_activity_at, last_active_at, last_received_at) "
+                    "values (:org, :id, :user, :start, :end, :status, :last, :active, :received)"
                 ),
                 {
                     "org": person.org,
@@ -176,6 +187,8 @@ class World:
                     "end": end,
                     "status": "active" if end is None else "stopped",
                     "last": last_activity_at,
+                    "active": idle_since or last_activity_at,
+                    "received": received_at or last_activity_at,
                 },
             )
         return Session(person.org, sid, person.id, start, end, last_activity_at)
@@ -187,10 +200,25 @@ class World:
                 {"end": end, "id": session.id},
             )
 
-    async def touch(self, session: Session, last_activity_at: datetime) -> None:
+    async def reports_idle(self, session: Session, idle_since: datetime, until: datetime) -> None:
+        """The session's agent reported idle events up to ``until``; the last active input was at ``idle_since``."""
         async with self._owner.begin() as conn:
             await conn.execute(
-                text("update sessions.work_sessions set last_activity_at = :at where id = :id"),
+                text(
+                    "update sessions.work_sessions set last_activity_at = :until, last_active_at = :since, "
+                    "last_received_at = :until where id = :id"
+                ),
+                {"until": until, "since": idle_since, "id": session.id},
+            )
+
+    async def touch(self, session: Session, last_activity_at: datetime) -> None:
+        """An active event stamped and received at ``last_activity_at``."""
+        async with self._owner.begin() as conn:
+            await conn.execute(
+                text(
+                    "update sessions.work_sessions set last_activity_at = :at, last_active_at = :at, "
+                    "last_received_at = :at where id = :id"
+                ),
                 {"at": last_activity_at, "id": session.id},
             )
 

@@ -44,19 +44,22 @@ async def test_idle_check_alerts_once_per_session_and_day(rig: Rig, world: World
     await rig.stub.UpdateAlertSettings(
         pb.UpdateAlertSettingsRequest(idle_minutes=10, overtime_hours=9), metadata=admin.md
     )
-    people = [await world.user(kiritimati) for _ in range(5)]
+    people = [await world.user(kiritimati) for _ in range(6)]
     others = [await world.user(strict) for _ in range(2)]
 
     def m(minutes: int) -> datetime:
         return now - timedelta(minutes=minutes)
 
-    idle6 = await world.session(people[0], m(120), last_activity_at=m(6))
+    # Idle: the agent keeps reporting (idle events up to now), no active input since.
+    idle6 = await world.session(people[0], m(120), last_activity_at=m(0), idle_since=m(6))
     await world.session(people[1], m(60), last_activity_at=m(2))  # active recently: no alert
-    silent = await world.session(people[2], m(10))  # never any activity: idle since its start
+    # Agent silent, not idle: nothing received for longer than the allowance (120 s).
+    await world.session(people[2], m(10))  # never heard from
+    await world.session(people[5], m(90), last_activity_at=m(6))  # active, then nothing
     await world.session(people[3], m(300), m(180), last_activity_at=m(180))  # stopped: no alert
-    edge = await world.session(people[4], m(30), last_activity_at=m(5))  # exactly five minutes
-    await world.session(others[0], m(60), last_activity_at=m(6))  # under this org's 10 minutes
-    over10 = await world.session(others[1], m(60), last_activity_at=m(11))
+    edge = await world.session(people[4], m(30), last_activity_at=m(0), idle_since=m(5))  # exactly five minutes
+    await world.session(others[0], m(60), last_activity_at=m(0), idle_since=m(6))  # under this org's 10 minutes
+    over10 = await world.session(others[1], m(60), last_activity_at=m(1), idle_since=m(11))
 
     runner = rig.runner()
     run = await runner.run(IDLE_CHECK, now)
@@ -64,7 +67,6 @@ async def test_idle_check_alerts_once_per_session_and_day(rig: Rig, world: World
     found = await alerts_of(world, kiritimati, strict)
     expected = {
         (idle6.id, date(2026, 8, 11), 6),
-        (silent.id, date(2026, 8, 11), 10),
         (edge.id, date(2026, 8, 11), 5),
         (over10.id, date(2026, 8, 10), 11),
     }
@@ -80,15 +82,21 @@ async def test_idle_check_alerts_once_per_session_and_day(rig: Rig, world: World
 
     # A minute later they are all still idle: no second alert, no second event.
     assert (await runner.run(IDLE_CHECK, now + timedelta(minutes=1))) is not None
-    assert len(await alerts_of(world, kiritimati, strict)) == 4
-    assert len(await events_of(world, kiritimati, strict)) == 4
+    assert len(await alerts_of(world, kiritimati, strict)) == 3
+    assert len(await events_of(world, kiritimati, strict)) == 3
 
     # Activity resumes in one session: its alert is resolved, the others stay open.
     await world.touch(idle6, now + timedelta(minutes=1))
     await runner.run(IDLE_CHECK, now + timedelta(minutes=2))
     resolved = {r[2]: r[6] for r in await alerts_of(world, kiritimati, strict)}
     assert resolved[idle6.id] == now + timedelta(minutes=2)
-    assert {sid for sid, at in resolved.items() if at is None} == {silent.id, edge.id, over10.id}
+    assert {sid for sid, at in resolved.items() if at is None} == {edge.id, over10.id}
+
+    # Their agents fall silent: nobody can tell whether the users came back, so their
+    # alerts stay open, and no alert is raised for silence.
+    await runner.run(IDLE_CHECK, now + timedelta(minutes=10))
+    later = {r[2]: r[6] for r in await alerts_of(world, kiritimati, strict)}
+    assert {sid for sid, at in later.items() if at is None} == {edge.id, over10.id} and len(later) == 3
 
 
 async def test_overtime_check_counts_the_local_day(rig: Rig, world: World) -> None:
@@ -141,7 +149,7 @@ async def test_alert_listing_pages_and_filters(rig: Rig, world: World) -> None:
     manager = await world.user(org, role="manager")
     people = [await world.user(org) for _ in range(3)]
     for p in people:
-        await world.session(p, now - timedelta(hours=2), last_activity_at=now - timedelta(minutes=7))
+        await world.session(p, now - timedelta(hours=2), last_activity_at=now, idle_since=now - timedelta(minutes=7))
     await rig.runner().run(IDLE_CHECK, now)
 
     seen: list[str] = []

@@ -117,9 +117,12 @@ async def test_alerts_are_filtered_by_the_server(rig: Rig, world: World, http: h
     worker = await world.user(org)
     colleague = await world.user(org)
     day = await busy_day(world, worker, "America/New_York", date(2026, 11, 1))
-    await busy_day(world, colleague, "America/New_York", date(2026, 11, 1))
+    other = await busy_day(world, colleague, "America/New_York", date(2026, 11, 1))
     # Both worked 13.75 h by 23:30 on the 1st (over 9 h); half an hour after midnight their
-    # last session (no activity logged in it) is idle: two alerts of each type, two dates.
+    # last session is idle (its agent reports idle since the input at 23:59): two alerts
+    # of each type, two dates.
+    for last in (day.sessions[-1], other.sessions[-1]):
+        await world.reports_idle(last, day.as_of - timedelta(minutes=1), day.as_of + timedelta(minutes=30))
     await rig.runner().run(OVERTIME_CHECK, day.as_of - timedelta(minutes=30), manual=True)
     await rig.runner().run(IDLE_CHECK, day.as_of + timedelta(minutes=30), manual=True)
     h = manager.headers
@@ -139,7 +142,7 @@ async def test_alerts_are_filtered_by_the_server(rig: Rig, world: World, http: h
     assert kinds(await listed(h, userId=worker.id)) == sorted([(worker.id, *inactive), (worker.id, *overtime)])
     idle = await listed(h, userId=worker.id, type="INACTIVE_ALERT")
     assert kinds(idle) == [(worker.id, *inactive)]
-    assert idle[0]["session_id"] == day.sessions[3].id and idle[0]["idle_minutes"] == 150
+    assert idle[0]["session_id"] == day.sessions[3].id and idle[0]["idle_minutes"] == 31  # since 23:59
     over = await listed(h, userId=worker.id, type="OVERTIME_ALERT")
     assert kinds(over) == [(worker.id, *overtime)]
     assert over[0]["session_id"] is None and over[0]["work_hours"] == 13.75
@@ -231,8 +234,9 @@ async def test_alert_settings_read_back_and_drive_the_checks(rig: Rig, world: Wo
     # The checks use them: 20 idle minutes are under 30 (the default 5 would alert), 40 are
     # over; 8 hours of work are over 7.5 (the default 9 would not alert).
     now = datetime(2026, 10, 21, 15, 0, tzinfo=UTC)
-    await world.session(quiet, now - timedelta(hours=3), last_activity_at=now - timedelta(minutes=20))
-    idle = await world.session(idler, now - timedelta(hours=3), last_activity_at=now - timedelta(minutes=40))
+    started = now - timedelta(hours=3)
+    await world.session(quiet, started, last_activity_at=now, idle_since=now - timedelta(minutes=20))
+    idle = await world.session(idler, started, last_activity_at=now, idle_since=now - timedelta(minutes=40))
     await world.session(long_day, now - timedelta(hours=8), now)
     await rig.runner().run(IDLE_CHECK, now, manual=True)
     await rig.runner().run(OVERTIME_CHECK, now, manual=True)

@@ -57,7 +57,8 @@ async def test_scheduler_process_relays_alerts_and_stops_on_sigterm(
         # An alert committed by a run reaches the events stream through the process's relay.
         as_of = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
         person = await world.user(await world.organization())
-        session = await world.session(person, as_of - timedelta(hours=1), last_activity_at=as_of - timedelta(minutes=9))
+        idle_since = as_of - timedelta(minutes=9)
+        session = await world.session(person, as_of - timedelta(hours=1), last_activity_at=as_of, idle_since=idle_since)
         code, _, err = await workpulse(env, "jobs", "run", "idle_check", "--as-of", as_of.isoformat())
         assert code == 0, err
         stream = events_stream(Keys(redis_prefix))

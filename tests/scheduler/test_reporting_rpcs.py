@@ -163,8 +163,8 @@ async def test_idle_sessions_follow_each_organizations_threshold(
     def ago(minutes: int) -> datetime:
         return as_of - timedelta(minutes=minutes)
 
-    six = await world.session(people[0], ago(60), last_activity_at=ago(6))
-    silent = await world.session(people[1], ago(10))  # no activity: idle since its start
+    six = await world.session(people[0], ago(60), last_activity_at=ago(1), idle_since=ago(6))  # idle events since
+    silent = await world.session(people[1], ago(10))  # no activity: idle since its start, nothing received
     await world.session(people[2], ago(60), last_activity_at=ago(2))  # recently active
     await world.session(people[3], ago(120), ago(30), last_activity_at=ago(90))  # stopped
     await world.session(people[4], as_of + timedelta(minutes=5))  # starts after as_of
@@ -180,10 +180,12 @@ async def test_idle_sessions_follow_each_organizations_threshold(
     ours = {p.id for p in people}
     async for reply in stub.StreamIdleSessions(request, metadata=service):
         assert len(reply.session_ids) <= 2
-        rows = zip(reply.organization_ids, reply.user_ids, reply.session_ids, reply.idle_seconds, strict=True)
+        columns = (reply.organization_ids, reply.user_ids, reply.session_ids, reply.idle_seconds)
+        rows = zip(*columns, reply.silent_seconds, strict=True)
         found |= {row for row in rows if row[1] in ours}
     # Eight idle minutes are over the default five but under the relaxed organization's ten.
-    assert found == {(strict, people[0].id, six.id, 360), (strict, people[1].id, silent.id, 600)}
+    # Idle counts from the last active input, silence from the last receipt of anything.
+    assert found == {(strict, people[0].id, six.id, 360, 60), (strict, people[1].id, silent.id, 600, 600)}
     assert patient.id not in {row[2] for row in found}
 
     zero = spb.StreamIdleSessionsRequest(as_of=stamp(as_of), default_idle_minutes=0)

@@ -33,7 +33,7 @@ async def test_two_replicas_run_each_slot_once(rig: Rig, world: World) -> None:
     org = await world.organization()
     people = [await world.user(org) for _ in range(3)]
     for p in people:
-        await world.session(p, now - timedelta(hours=10), last_activity_at=now - timedelta(minutes=20))
+        await world.session(p, now - timedelta(hours=10), last_activity_at=now, idle_since=now - timedelta(minutes=20))
     day = await busy_day(world, await world.user(await world.organization()), "UTC", date(2026, 10, 4))
     first, second = rig.runner(runner_id="replica-a"), rig.runner(runner_id="replica-b")
     for job, as_of in ((IDLE_CHECK, now), (OVERTIME_CHECK, now), (DAILY_SUMMARIES, day.as_of + SETTLE)):
@@ -54,7 +54,7 @@ async def test_job_bodies_racing_without_the_lock_converge(rig: Rig, world: Worl
     org = await world.organization("Etc/GMT+12")
     people = [await world.user(org) for _ in range(4)]
     for p in people:
-        await world.session(p, now - timedelta(hours=10), last_activity_at=now - timedelta(minutes=30))
+        await world.session(p, now - timedelta(hours=10), last_activity_at=now, idle_since=now - timedelta(minutes=30))
     elsewhere = await world.organization("Etc/GMT+12")
     day = await busy_day(world, await world.user(elsewhere), "Etc/GMT+12", date(2026, 10, 5))
     ctx = JobContext(UnitOfWork(rig.maintenance), rig.peers, JobConfig())

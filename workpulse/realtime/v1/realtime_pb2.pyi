@@ -30,7 +30,14 @@ class _ActivityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Activity.Val
     ACTIVITY_ACTIVE: _Activity.ValueType  # 1
     """Online with an active session whose latest activity was active."""
     ACTIVITY_IDLE: _Activity.ValueType  # 2
-    """Online, but idle or without an active session."""
+    """Online, but idle (the agent reports idle, or INACTIVE_ALERT) or without an
+    active session.
+    """
+    ACTIVITY_AGENT_SILENT: _Activity.ValueType  # 3
+    """Online with an active session of which no activity at all has been received
+    for longer than the organization's agent_silence_seconds: the agent is not
+    reporting (stopped, hung, offline), so whether the user works is unknown.
+    """
 
 class Activity(_Activity, metaclass=_ActivityEnumTypeWrapper): ...
 
@@ -38,7 +45,14 @@ ACTIVITY_UNSPECIFIED: Activity.ValueType  # 0
 ACTIVITY_ACTIVE: Activity.ValueType  # 1
 """Online with an active session whose latest activity was active."""
 ACTIVITY_IDLE: Activity.ValueType  # 2
-"""Online, but idle or without an active session."""
+"""Online, but idle (the agent reports idle, or INACTIVE_ALERT) or without an
+active session.
+"""
+ACTIVITY_AGENT_SILENT: Activity.ValueType  # 3
+"""Online with an active session of which no activity at all has been received
+for longer than the organization's agent_silence_seconds: the agent is not
+reporting (stopped, hung, offline), so whether the user works is unknown.
+"""
 Global___Activity: _TypeAlias = Activity  # noqa: Y015
 
 @_typing.final
@@ -55,7 +69,9 @@ class Event(_message.Message):
     id: _builtins.str
     """The stream id ("<ms>-<seq>"); resume with it as `after_id`."""
     type: _builtins.str
-    """USER_ONLINE, USER_OFFLINE, SESSION_UPDATE, INACTIVE_ALERT, OVERTIME_ALERT, ..."""
+    """USER_ONLINE, USER_OFFLINE, USER_AGENT_SILENT, USER_AGENT_RESUMED, SESSION_UPDATE,
+    INACTIVE_ALERT, OVERTIME_ALERT, ...
+    """
     organization_id: _builtins.str
     timestamp: _builtins.str
     """When the change was committed (outbox row time), ISO 8601 with offset."""
@@ -234,16 +250,26 @@ class UserPresence(_message.Message):
     ONLINE_SINCE_FIELD_NUMBER: _builtins.int
     CONNECTIONS_FIELD_NUMBER: _builtins.int
     LAST_ACTIVITY_AT_FIELD_NUMBER: _builtins.int
+    LAST_AGENT_CONTACT_AT_FIELD_NUMBER: _builtins.int
+    AGENT_SILENCE_SECONDS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     organization_id: _builtins.str
     activity: Global___Activity.ValueType
     session_id: _builtins.str
     """The user's active work session; empty when none."""
     connections: _builtins.int
+    agent_silence_seconds: _builtins.int
+    """The organization's allowance: silence longer than this is ACTIVITY_AGENT_SILENT."""
     @_builtins.property
     def online_since(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def last_activity_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_agent_contact_at(self) -> _timestamp_pb2.Timestamp:
+        """When realtime last saw activity of the session arrive (ACTIVITY_RECORDED or
+        growing totals), or its start; unset without an active session.
+        """
+
     def __init__(
         self,
         *,
@@ -254,10 +280,12 @@ class UserPresence(_message.Message):
         online_since: _timestamp_pb2.Timestamp | None = ...,
         connections: _builtins.int = ...,
         last_activity_at: _timestamp_pb2.Timestamp | None = ...,
+        last_agent_contact_at: _timestamp_pb2.Timestamp | None = ...,
+        agent_silence_seconds: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_activity_at", b"last_activity_at", "online_since", b"online_since"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_activity_at", b"last_activity_at", "last_agent_contact_at", b"last_agent_contact_at", "online_since", b"online_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "connections", b"connections", "last_activity_at", b"last_activity_at", "online_since", b"online_since", "organization_id", b"organization_id", "session_id", b"session_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "agent_silence_seconds", b"agent_silence_seconds", "connections", b"connections", "last_activity_at", b"last_activity_at", "last_agent_contact_at", b"last_agent_contact_at", "online_since", b"online_since", "organization_id", b"organization_id", "session_id", b"session_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -82,7 +82,8 @@ class RealtimeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPresence(self, request, context):
-        """Who of the caller's audience is online now, active or idle, with their session.
+        """Who of the caller's audience is online now, active, idle or agent-silent, with
+        their session.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -46,7 +46,9 @@ class RealtimeServiceStub:
     caller cannot be served without a gap (replay beyond retention, slow reader).
     """
     GetPresence: _grpc.UnaryUnaryMultiCallable[_realtime_pb2.GetPresenceRequest, _realtime_pb2.GetPresenceResponse]
-    """Who of the caller's audience is online now, active or idle, with their session."""
+    """Who of the caller's audience is online now, active, idle or agent-silent, with
+    their session.
+    """
     Heartbeat: _grpc.UnaryUnaryMultiCallable[_realtime_pb2.HeartbeatRequest, _realtime_pb2.HeartbeatResponse]
     """Creates or renews a presence lease for one connection (e.g. a desktop agent's
     ingest stream). The lease lapses after `lease_seconds` without a heartbeat.
@@ -74,7 +76,9 @@ class RealtimeServiceAsyncStub(RealtimeServiceStub):
     caller cannot be served without a gap (replay beyond retention, slow reader).
     """
     GetPresence: _aio.UnaryUnaryMultiCallable[_realtime_pb2.GetPresenceRequest, _realtime_pb2.GetPresenceResponse]  # type: ignore[assignment]
-    """Who of the caller's audience is online now, active or idle, with their session."""
+    """Who of the caller's audience is online now, active, idle or agent-silent, with
+    their session.
+    """
     Heartbeat: _aio.UnaryUnaryMultiCallable[_realtime_pb2.HeartbeatRequest, _realtime_pb2.HeartbeatResponse]  # type: ignore[assignment]
     """Creates or renews a presence lease for one connection (e.g. a desktop agent's
     ingest stream). The lease lapses after `lease_seconds` without a heartbeat.
@@ -111,7 +115,9 @@ class RealtimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _realtime_pb2.GetPresenceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_realtime_pb2.GetPresenceResponse, _abc.Awaitable[_realtime_pb2.GetPresenceResponse]]:
-        """Who of the caller's audience is online now, active or idle, with their session."""
+        """Who of the caller's audience is online now, active, idle or agent-silent, with
+        their session.
+        """
 
     @_abc_1.abstractmethod
     def Heartbeat(

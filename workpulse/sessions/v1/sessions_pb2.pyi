@@ -358,6 +358,7 @@ class ApplyActivityRequest(_message.Message):
     IDLE_SECONDS_FIELD_NUMBER: _builtins.int
     LAST_ACTIVITY_AT_FIELD_NUMBER: _builtins.int
     EVENT_COUNT_FIELD_NUMBER: _builtins.int
+    LAST_ACTIVE_AT_FIELD_NUMBER: _builtins.int
     organization_id: _builtins.str
     session_id: _builtins.str
     idempotency_key: _builtins.str
@@ -366,7 +367,16 @@ class ApplyActivityRequest(_message.Message):
     idle_seconds: _builtins.int
     event_count: _builtins.int
     @_builtins.property
-    def last_activity_at(self) -> _timestamp_pb2.Timestamp: ...
+    def last_activity_at(self) -> _timestamp_pb2.Timestamp:
+        """The latest timestamp among the hand-off's events (active or idle)."""
+
+    @_builtins.property
+    def last_active_at(self) -> _timestamp_pb2.Timestamp:
+        """The latest timestamp among its active events. Unset with active_seconds > 0:
+        last_activity_at stands for it (the active events are taken to be as late as
+        the latest event, so idleness is seen at most one hand-off late).
+        """
+
     def __init__(
         self,
         *,
@@ -377,10 +387,11 @@ class ApplyActivityRequest(_message.Message):
         idle_seconds: _builtins.int = ...,
         last_activity_at: _timestamp_pb2.Timestamp | None = ...,
         event_count: _builtins.int = ...,
+        last_active_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_activity_at", b"last_activity_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_active_at", b"last_active_at", "last_activity_at", b"last_activity_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_seconds", b"active_seconds", "event_count", b"event_count", "idempotency_key", b"idempotency_key", "idle_seconds", b"idle_seconds", "last_activity_at", b"last_activity_at", "organization_id", b"organization_id", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_seconds", b"active_seconds", "event_count", b"event_count", "idempotency_key", b"idempotency_key", "idle_seconds", b"idle_seconds", "last_active_at", b"last_active_at", "last_activity_at", b"last_activity_at", "organization_id", b"organization_id", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -198,6 +198,7 @@ class StreamIdleSessionsResponse(_message.Message):
     USER_IDS_FIELD_NUMBER: _builtins.int
     SESSION_IDS_FIELD_NUMBER: _builtins.int
     IDLE_SECONDS_FIELD_NUMBER: _builtins.int
+    SILENT_SECONDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def organization_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -206,7 +207,13 @@ class StreamIdleSessionsResponse(_message.Message):
     def session_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def idle_seconds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Seconds since the last activity (or the start, when none) at as_of."""
+        """Seconds since the latest active event (or the start, when none) at as_of."""
+
+    @_builtins.property
+    def silent_seconds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Seconds since activity of any kind was last received (applied) for the
+        session, or since its start when none was, at as_of.
+        """
 
     def __init__(
         self,
@@ -215,10 +222,11 @@ class StreamIdleSessionsResponse(_message.Message):
         user_ids: _abc.Iterable[_builtins.str] | None = ...,
         session_ids: _abc.Iterable[_builtins.str] | None = ...,
         idle_seconds: _abc.Iterable[_builtins.int] | None = ...,
+        silent_seconds: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idle_seconds", b"idle_seconds", "organization_ids", b"organization_ids", "session_ids", b"session_ids", "user_ids", b"user_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idle_seconds", b"idle_seconds", "organization_ids", b"organization_ids", "session_ids", b"session_ids", "silent_seconds", b"silent_seconds", "user_ids", b"user_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

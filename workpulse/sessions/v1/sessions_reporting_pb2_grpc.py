@@ -65,8 +65,10 @@ class SessionsReportingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamIdleSessions(self, request, context):
-        """Active sessions whose last activity (or start, when none) is older than the
-        organization's idle threshold at as_of.
+        """Active sessions whose last active input (or start, when none) is older than
+        the organization's idle threshold at as_of, with how long ago activity of any
+        kind was last received for them: the caller tells an idle user (the agent
+        reports idle) from a silent agent (nothing received) with that.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

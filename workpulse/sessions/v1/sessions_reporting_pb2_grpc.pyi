@@ -42,8 +42,10 @@ class SessionsReportingServiceStub:
     it. Windows with no overlapping session are left out.
     """
     StreamIdleSessions: _grpc.UnaryStreamMultiCallable[_sessions_reporting_pb2.StreamIdleSessionsRequest, _sessions_reporting_pb2.StreamIdleSessionsResponse]
-    """Active sessions whose last activity (or start, when none) is older than the
-    organization's idle threshold at as_of.
+    """Active sessions whose last active input (or start, when none) is older than
+    the organization's idle threshold at as_of, with how long ago activity of any
+    kind was last received for them: the caller tells an idle user (the agent
+    reports idle) from a silent agent (nothing received) with that.
     """
 
 @_typing.type_check_only
@@ -60,8 +62,10 @@ class SessionsReportingServiceAsyncStub(SessionsReportingServiceStub):
     it. Windows with no overlapping session are left out.
     """
     StreamIdleSessions: _aio.UnaryStreamMultiCallable[_sessions_reporting_pb2.StreamIdleSessionsRequest, _sessions_reporting_pb2.StreamIdleSessionsResponse]  # type: ignore[assignment]
-    """Active sessions whose last activity (or start, when none) is older than the
-    organization's idle threshold at as_of.
+    """Active sessions whose last active input (or start, when none) is older than
+    the organization's idle threshold at as_of, with how long ago activity of any
+    kind was last received for them: the caller tells an idle user (the agent
+    reports idle) from a silent agent (nothing received) with that.
     """
 
 class SessionsReportingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -87,8 +91,10 @@ class SessionsReportingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_reporting_pb2.StreamIdleSessionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_sessions_reporting_pb2.StreamIdleSessionsResponse], _abc.AsyncIterator[_sessions_reporting_pb2.StreamIdleSessionsResponse]]:
-        """Active sessions whose last activity (or start, when none) is older than the
-        organization's idle threshold at as_of.
+        """Active sessions whose last active input (or start, when none) is older than
+        the organization's idle threshold at as_of, with how long ago activity of any
+        kind was last received for them: the caller tells an idle user (the agent
+        reports idle) from a silent agent (nothing received) with that.
         """
 
 def add_SessionsReportingServiceServicer_to_server(servicer: SessionsReportingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
