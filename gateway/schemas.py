@@ -208,3 +208,71 @@ class Health(Out):
     info: dict[str, Check]
     error: dict[str, Check]
     details: dict[str, Check]
+
+
+# The desktop agent's policy (gateway/routes/agent_policy.py). A stored policy's null
+# inherits (a user's override from the organization's defaults, those from the
+# product's); an effective one has every value set.
+
+AgentField = Literal["app", "title", "url"]
+
+
+class AgentRule(Out):
+    field: AgentField = Field(description="which text of an event the rule looks at")
+    pattern: str = Field(description="regular expression (Python re), searched anywhere, case-insensitive")
+
+
+class TrackingWindow(Out):
+    weekdays: list[int] = Field(description="ISO weekdays the window starts on, 1 (Monday) .. 7; empty: every day")
+    start: str = Field(description='"HH:MM", 24-hour')
+    end: str = Field(description='"HH:MM"; before start: runs past midnight; equal to start: 24 hours')
+
+
+class TrackingHours(Out):
+    timezone: str = Field(description="IANA zone the windows are in")
+    windows: list[TrackingWindow]
+
+
+class StoredAgentPolicy(Out):
+    """As stored: null inherits."""
+
+    idleThresholdSeconds: int | None = Field(description="1..3600; seconds without input before idle")
+    windowSampleSeconds: int | None = Field(description="1..60; how often the active window is sampled")
+    idleSampleSeconds: int | None = Field(description="1..60; how often idle time is read")
+    collectTitles: bool | None = Field(description="whether window titles leave the device")
+    collectUrls: bool | None = Field(description="whether URLs leave the device")
+    dropRules: list[AgentRule] = Field(description="an event matching one is never recorded")
+    redactRules: list[AgentRule] = Field(description="the matching part is replaced by [redacted]")
+    trackingHours: TrackingHours | None = Field(description="null: inherited (the product's: always)")
+    agentSilenceSeconds: int | None = Field(description="30..86400; an open session whose agent is silent this long")
+
+
+class UserAgentPolicy(Out):
+    userId: UUID
+    policy: StoredAgentPolicy
+
+
+class OrganizationAgentPolicy(Out):
+    version: int = Field(description="0 while none was stored; send it as expectedVersion to detect a change (409)")
+    defaults: StoredAgentPolicy
+    users: list[UserAgentPolicy] = Field(description="per-user overrides, one per user")
+    updatedAt: dt.datetime | None = Field(description="null while none was stored")
+
+
+class EffectiveAgentPolicy(Out):
+    """Merged: the product's defaults, the organization's, the user's override."""
+
+    idleThresholdSeconds: int
+    windowSampleSeconds: int
+    idleSampleSeconds: int
+    collectTitles: bool
+    collectUrls: bool
+    dropRules: list[AgentRule] = Field(description="the organization's, then the user's")
+    redactRules: list[AgentRule] = Field(description="the organization's, then the user's")
+    trackingHours: TrackingHours | None = Field(description="null: always")
+    agentSilenceSeconds: int
+
+
+class AgentPolicyOfUser(Out):
+    version: int = Field(description="the organization's policy version (0: never stored)")
+    policy: EffectiveAgentPolicy

@@ -12,6 +12,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "gateway.routes.projects",
     "gateway.routes.activity",
     "gateway.routes.reports",
+    "gateway.routes.agent_policy",
 )
 
 

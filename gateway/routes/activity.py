@@ -43,6 +43,9 @@ class EventBody(Body):
     clientEventId: str | None = Field(
         None, min_length=1, max_length=128, description="your id of the event; a resend with it counts once"
     )
+    title: str | None = Field(
+        None, max_length=1024, description="the active window's title; dropped when your agent policy collects none"
+    )
 
     def message(self) -> ingest_pb2.ActivityEvent:
         event = ingest_pb2.ActivityEvent(
@@ -51,6 +54,7 @@ class EventBody(Body):
             app_name=self.appName or "",
             url=self.url or "",
             client_event_id=self.clientEventId or "",
+            title=self.title or "",
         )
         if self.timestamp is not None:
             event.timestamp.CopyFrom(_stamp(self.timestamp))

@@ -1,6 +1,7 @@
-"""Admitting a request's events into a session: each checked against the session's window
-and the limits (rejected with a reason), repeats within the request found, ids derived
-for events without one. Pure rules: no grpc, no SQL.
+"""Admitting a request's events into a session: the text the caller's agent policy does
+not collect dropped, each event checked against the session's window and the limits
+(rejected with a reason), repeats within the request found, ids derived for events
+without one. Pure rules: no grpc, no SQL.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -17,6 +18,7 @@ from services.ingest.domain import (
     MAX_APP_NAME,
     MAX_CLIENT_EVENT_ID,
     MAX_DURATION_SECONDS,
+    MAX_TITLE,
     MAX_URL,
     REFUSAL_MESSAGES,
     EventOutcome,
@@ -30,6 +32,28 @@ from services.ingest.domain import (
 from workpulse.text import CONTROL_MESSAGE, has_control_character
 
 _ACTIVITY_TYPE_SET = frozenset(ACTIVITY_TYPES)
+
+
+@dataclass(frozen=True, slots=True)
+class EventCollection:
+    """What the caller's agent policy lets leave the device (the server drops the rest,
+    whatever an agent sends), and that policy's version."""
+
+    titles: bool = True
+    urls: bool = True
+    policy_version: int = 0
+
+
+def collected(batch: IncomingBatch, collection: EventCollection) -> IncomingBatch:
+    """The batch without the text the policy does not collect. Dropped before anything
+    reads it: not checked (a dropped title cannot refuse its event), not stored, and not
+    in a derived id either (a hash of a URL the organization chose not to collect would
+    still tell whether a user visited it)."""
+    if collection.titles and collection.urls:
+        return batch
+    blank = [""] * len(batch)
+    titles = batch.titles if collection.titles else blank
+    return replace(batch, titles=titles, urls=batch.urls if collection.urls else blank)
 
 
 @dataclass
@@ -48,12 +72,19 @@ class Admission:
 
 def derive_client_event_id(session_id: str, event: IncomingEvent, timestamp: datetime) -> str:
     """A stable id from the content, so resending the same event is a duplicate."""
-    return _derived_id(session_id, timestamp, event.activity_type, event.duration_seconds, event.app_name, event.url)
+    kind, seconds = event.activity_type, event.duration_seconds
+    return _derived_id(session_id, timestamp, kind, seconds, event.app_name, event.url, event.title)
 
 
-def _derived_id(session_id: str, timestamp: datetime, activity_type: str, seconds: int, app: str, url: str) -> str:
-    content = "\x1f".join((session_id, timestamp.isoformat(), activity_type, str(seconds), app, url))
-    return "sha256:" + hashlib.sha256(content.encode()).hexdigest()[:40]
+def _derived_id(
+    session_id: str, timestamp: datetime, activity_type: str, seconds: int, app: str, url: str, title: str = ""
+) -> str:
+    parts = [session_id, timestamp.isoformat(), activity_type, str(seconds), app, url]
+    if title:
+        # Only when there is one: the ids of events without a title stay what they were
+        # before titles existed, so a resend spanning that upgrade is still a duplicate.
+        parts.append(title)
+    return "sha256:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
 
 
 def _check(
@@ -69,7 +100,9 @@ def _check(
         return RejectReason.FIELD_TOO_LONG, f"url: at most {MAX_URL} characters"
     if len(event.client_event_id) > MAX_CLIENT_EVENT_ID:
         return RejectReason.FIELD_TOO_LONG, f"client_event_id: at most {MAX_CLIENT_EVENT_ID} characters"
-    for name in ("app_name", "url", "client_event_id"):
+    if len(event.title) > MAX_TITLE:
+        return RejectReason.FIELD_TOO_LONG, f"title: at most {MAX_TITLE} characters"
+    for name in ("app_name", "url", "client_event_id", "title"):
         if has_control_character(getattr(event, name)):
             return RejectReason.INVALID_TEXT, f"{name}: {CONTROL_MESSAGE}"
     if event.timestamp is None and window.end_time is not None:
@@ -108,10 +141,12 @@ def _every_event_passes(batch: IncomingBatch, window: SessionWindow, now: dateti
         and max(map(len, batch.app_names)) <= MAX_APP_NAME
         and max(map(len, batch.urls)) <= MAX_URL
         and max(map(len, batch.client_event_ids)) <= MAX_CLIENT_EVENT_ID
+        and max(map(len, batch.titles)) <= MAX_TITLE
         # A control character is in one of the values exactly when it is in their join.
         and not has_control_character("".join(batch.app_names))
         and not has_control_character("".join(batch.urls))
         and not has_control_character("".join(batch.client_event_ids))
+        and not has_control_character("".join(batch.titles))
     )
 
 
@@ -122,9 +157,10 @@ def admit(
     now: datetime,
     skew: timedelta,
     require_timestamp: bool,
+    collection: EventCollection = EventCollection(),
 ) -> Admission:
     """Checks each event; rejected ones get a reason, repeats within the request are duplicates."""
-    batch = events if isinstance(events, IncomingBatch) else IncomingBatch.of(events)
+    batch = collected(events if isinstance(events, IncomingBatch) else IncomingBatch.of(events), collection)
     result = Admission()
     if not len(batch):
         return result
@@ -135,8 +171,8 @@ def admit(
         # An agent's batch: every event valid, stamped, with its own id. No two events can
         # repeat or conflict, so what the loop below would do reduces to this.
         result.events = [
-            NewEvent(cid, stamp, kind, seconds, app or None, url or None, shot, False, True)
-            for cid, stamp, kind, seconds, app, url, shot in zip(
+            NewEvent(cid, stamp, kind, seconds, app or None, url or None, shot, False, True, title or None)
+            for cid, stamp, kind, seconds, app, url, shot, title in zip(
                 ids,
                 cast(list[datetime], batch.timestamps),
                 batch.activity_types,
@@ -144,6 +180,7 @@ def admit(
                 batch.app_names,
                 batch.urls,
                 batch.screenshot_timestamps,
+                batch.titles,
                 strict=True,
             )
         ]
@@ -167,9 +204,10 @@ def admit(
         batch.app_names,
         batch.urls,
         batch.screenshot_timestamps,
+        batch.titles,
         strict=True,
     )
-    for index, (given_id, given_stamp, kind, seconds, app, url, shot) in enumerate(columns):
+    for index, (given_id, given_stamp, kind, seconds, app, url, shot, title) in enumerate(columns):
         if problems and index in problems:
             rejected.append(EventOutcome(index, given_id, EventStatus.REJECTED, *problems[index]))
             continue
@@ -177,13 +215,22 @@ def admit(
         if given_id:
             client_id = given_id
         elif given_stamp is not None:
-            client_id = _derived_id(window.session_id, stamp, kind, seconds, app, url)
+            client_id = _derived_id(window.session_id, stamp, kind, seconds, app, url, title)
         else:
             # Stamped by the server: two such events are two observations, never a retry.
             client_id = "server:" + uuid.uuid4().hex
         chose = bool(given_id)
         new = NewEvent(
-            client_id, stamp, kind, seconds, app or None, url or None, shot, chose and given_stamp is None, chose
+            client_id,
+            stamp,
+            kind,
+            seconds,
+            app or None,
+            url or None,
+            shot,
+            chose and given_stamp is None,
+            chose,
+            title or None,
         )
         key = new.key
         if key in seen:

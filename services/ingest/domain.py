@@ -21,6 +21,7 @@ MAX_DURATION_SECONDS = 86_400
 MAX_APP_NAME = 255
 MAX_URL = 2048
 MAX_CLIENT_EVENT_ID = 128
+MAX_TITLE = 1024
 # The largest clock-skew allowance an operator may set: no event of a session is ever
 # stored stamped earlier than its start less this (the de-duplication search relies on it).
 MAX_CLOCK_SKEW = timedelta(hours=1)
@@ -67,6 +68,7 @@ class IncomingEvent:
     timestamp: datetime | None = None
     screenshot_timestamp: datetime | None = None
     client_event_id: str = ""
+    title: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class IncomingBatch:
     timestamps: list[datetime | None]
     screenshot_timestamps: list[datetime | None]
     client_event_ids: list[str]
+    titles: list[str]
 
     @classmethod
     def of(cls, events: Sequence[IncomingEvent]) -> IncomingBatch:
@@ -95,6 +98,7 @@ class IncomingBatch:
             [e.timestamp for e in events],
             [e.screenshot_timestamp for e in events],
             [e.client_event_id for e in events],
+            [e.title for e in events],
         )
 
     def __len__(self) -> int:
@@ -109,6 +113,7 @@ class IncomingBatch:
             self.timestamps[index],
             self.screenshot_timestamps[index],
             self.client_event_ids[index],
+            self.titles[index],
         )
 
     def shifted(self, shift: timedelta) -> IncomingBatch:
@@ -191,6 +196,7 @@ class NewEvent:
         "match_any_timestamp",
         "screenshot_timestamp",
         "timestamp",
+        "title",
         "url",
     )
 
@@ -205,6 +211,7 @@ class NewEvent:
         screenshot_timestamp: datetime | None,
         match_any_timestamp: bool = False,
         client_chose_id: bool = False,
+        title: str | None = None,
     ) -> None:
         self.client_event_id = client_event_id
         self.timestamp = timestamp
@@ -219,6 +226,7 @@ class NewEvent:
         # The client chose the id (not derived from the content, nor the server's): one id
         # names one event, so the same id stored with another timestamp is a conflict.
         self.client_chose_id = client_chose_id
+        self.title = title
         self.key: tuple[str, datetime] = (client_event_id, timestamp)
 
     def _fields(self) -> tuple[object, ...]:
@@ -232,6 +240,7 @@ class NewEvent:
             self.screenshot_timestamp,
             self.match_any_timestamp,
             self.client_chose_id,
+            self.title,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -279,6 +288,9 @@ class TotalsDelta:
     idle_seconds: int
     last_activity_at: datetime
     event_count: int
+    # When the last active event ended (its timestamp plus its duration): the user's last
+    # input as far as the server knows; None when the events were all idle.
+    last_active_at: datetime | None = None
 
     def payload(self) -> dict[str, object]:
         return {
@@ -288,6 +300,7 @@ class TotalsDelta:
             "idle_seconds": self.idle_seconds,
             "last_activity_at": self.last_activity_at.isoformat(),
             "event_count": self.event_count,
+            "last_active_at": None if self.last_active_at is None else self.last_active_at.isoformat(),
         }
 
 
@@ -318,6 +331,7 @@ class BatchOutcome:
     # Stored events whose totals sessions has not applied yet (it was unreachable): a
     # success all the same, which a client must not resend.
     totals_pending: bool = False
+    policy_version: int = 0  # of the caller's agent policy, as admission applied it
 
     def count(self, status: EventStatus) -> int:
         if status is EventStatus.ACCEPTED:
@@ -353,9 +367,13 @@ def totals_delta(window: SessionWindow, stored: Sequence[NewEvent]) -> TotalsDel
         return None
     active = idle = 0
     latest = stored[0].timestamp
+    last_active: datetime | None = None
     for e in stored:  # one pass (a commit's events, thousands): not one per sum
         if e.activity_type == "active":
             active += e.duration_seconds
+            ended = e.timestamp + timedelta(seconds=e.duration_seconds)
+            if last_active is None or ended > last_active:
+                last_active = ended
         elif e.activity_type == "idle":
             idle += e.duration_seconds
         if e.timestamp > latest:
@@ -368,4 +386,5 @@ def totals_delta(window: SessionWindow, stored: Sequence[NewEvent]) -> TotalsDel
         idle_seconds=idle,
         last_activity_at=latest,
         event_count=len(stored),
+        last_active_at=last_active,
     )

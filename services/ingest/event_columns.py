@@ -141,6 +141,7 @@ COLUMNS = attrgetter(
     "client_event_id",
     "match_any_timestamp",
     "client_chose_id",
+    "title",
 )
 
 

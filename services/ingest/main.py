@@ -17,6 +17,8 @@ from services.ingest.domain import MAX_CLOCK_SKEW
 from services.ingest.handoff import TotalsHandoff
 from services.ingest.limits import RequestBudget
 from services.ingest.partitions import ensure_partitions
+from services.ingest.policy_cache import AgentPolicyCache
+from services.ingest.policy_use_cases import AgentPolicies, stored_policies
 from services.ingest.presence import AgentPresence
 from services.ingest.reporting_servicer import reporting_servicer
 from services.ingest.repository import SCHEMA
@@ -60,6 +62,13 @@ class Settings(GrpcServiceSettings):
     ingest_outbox_keep_hours: int = Field(24, ge=1, description="how long confirmed outbox rows are kept")
     ingest_outbox_purge_interval_seconds: float = Field(3600.0, gt=0, description="how often they are purged")
     ingest_partition_days_ahead: int = Field(7, ge=1, le=366, description="daily partitions ensured at start-up")
+    ingest_policy_cache_seconds: float = Field(
+        3.0,
+        ge=0,
+        le=60,
+        description="how long a replica keeps an organization's agent policy (stream acks' version, the "
+        "server-side drop of uncollected titles and URLs); replicas converge on a change within it",
+    )
 
 
 async def _ensure_partitions_at_start(maintenance: AsyncEngine, days_ahead: int, attempts: int = 5) -> None:
@@ -98,11 +107,15 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     writer = ActivityWriter(store, handoff, max_concurrent=settings.ingest_max_concurrent_writes)
     # Counted in memory, reconciled with Redis in the background: no round trip per request.
     limiter = BufferedRateLimiter(redis)
+    policies = AgentPolicies(
+        uow, AgentPolicyCache(stored_policies(uow), ttl_seconds=settings.ingest_policy_cache_seconds)
+    )
     ingest = Ingest(
         sessions=sessions,
         writer=writer,
         budget=RequestBudget(limiter, keys, requests_per_minute=settings.ingest_requests_per_minute),
         bounds=store,
+        policies=policies.cache,
         clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
     )
     realtime_channel = (
@@ -111,7 +124,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
         else None
     )
     presence = AgentPresence(realtime_pb2_grpc.RealtimeServiceStub(realtime_channel) if realtime_channel else None)
-    servicer = IngestServicer(ingest, presence, max_in_flight=settings.ingest_stream_max_in_flight)
+    servicer = IngestServicer(ingest, presence, policies, max_in_flight=settings.ingest_stream_max_in_flight)
     add = ingest_pb2_grpc.add_IngestServiceServicer_to_server
     servicers = [
         Servicer(SERVICE_NAME, lambda server: add(servicer, server), service_methods=SERVICE_METHODS),

@@ -64,6 +64,7 @@ def incoming_event(message: pb.ActivityEvent) -> IncomingEvent:
             _datetime(message.screenshot_timestamp) if message.HasField("screenshot_timestamp") else None
         ),
         client_event_id=message.client_event_id,
+        title=message.title,
     )
 
 
@@ -77,6 +78,7 @@ def incoming_batch(messages: Iterable[pb.ActivityEvent]) -> IncomingBatch:
     stamps: list[datetime | None] = []
     shots: list[datetime | None] = []
     ids: list[str] = []
+    titles: list[str] = []
     kind_of = _TYPES.get
     for m in messages:
         types.append(kind_of(m.activity_type, ""))
@@ -84,6 +86,7 @@ def incoming_batch(messages: Iterable[pb.ActivityEvent]) -> IncomingBatch:
         apps.append(m.app_name)
         urls.append(m.url)
         ids.append(m.client_event_id)
+        titles.append(m.title)
         stamp = m.timestamp
         seconds, nanos = stamp.seconds, stamp.nanos
         if (seconds or nanos) and 0 <= nanos < 1_000_000_000 and _SECONDS_MIN <= seconds <= _SECONDS_MAX:
@@ -92,7 +95,7 @@ def incoming_batch(messages: Iterable[pb.ActivityEvent]) -> IncomingBatch:
         else:
             stamps.append(_datetime(stamp) if m.HasField("timestamp") else None)
         shots.append(_datetime(m.screenshot_timestamp) if m.HasField("screenshot_timestamp") else None)
-    return IncomingBatch(types, durations, apps, urls, stamps, shots, ids)
+    return IncomingBatch(types, durations, apps, urls, stamps, shots, ids, titles)
 
 
 def totals_message(totals: SessionTotals | None) -> pb.SessionTotals | None:
@@ -139,4 +142,6 @@ def batch_response(outcome: BatchOutcome) -> pb.RecordActivityBatchResponse:
 
 
 def batch_ack(batch_id: str, outcome: BatchOutcome) -> pb.StreamActivityResponse:
-    return pb.StreamActivityResponse(batch_id=batch_id, **_outcome_fields(outcome))
+    return pb.StreamActivityResponse(
+        batch_id=batch_id, policy_version=outcome.policy_version, **_outcome_fields(outcome)
+    )

@@ -27,6 +27,9 @@ SCHEMA = "ingest"
 TOTALS_TOPIC = "session_totals"
 TOTALS_EVENT = "SESSION_TOTALS_DELTA"
 ACTIVITY_RECORDED = "ACTIVITY_RECORDED"
+# An organization's agent policy changed: {organizationId, version, agentSilenceSeconds}
+# (see services/ingest/policy_use_cases.py), so realtime learns the silence allowance.
+AGENT_POLICY_UPDATED = "AGENT_POLICY_UPDATED"
 
 
 # An event already stored is not stored again: one with a derived (or the server's) id
@@ -74,18 +77,18 @@ ACTIVITY_RECORDED = "ACTIVITY_RECORDED"
 _CLOCK_ERROR = timedelta(hours=1)
 _INSERT_EVENTS = f"""
     insert into ingest.activity_logs (organization_id, id, session_id, user_id, "timestamp", activity_type,
-        duration_seconds, app_name, url, screenshot_timestamp, client_event_id)
+        duration_seconds, app_name, url, screenshot_timestamp, client_event_id, title)
     select %(org)s::uuid, e.id, e.session_id, e.user_id, e.ts, e.activity_type, e.duration, e.app_name, e.url,
-        e.shot, e.cid
+        e.shot, e.cid, e.title
     from (
         select e.id, (%(sessions)s::uuid[])[coalesce(e.si, 1)] as session_id,
             (%(users)s::uuid[])[coalesce(e.si, 1)] as user_id, e.ts, e.activity_type, e.duration, e.app_name,
-            e.url, e.shot, e.cid, e.kind
+            e.url, e.shot, e.cid, e.kind, e.title
         from unnest(%(ids)b, %(stamps)b, string_to_array(%(types)s, {SEP_SQL}), %(durations)b,
             string_to_array(%(apps)s, {SEP_SQL}, ''), string_to_array(%(urls)s, {SEP_SQL}, ''),
             %(shots)b::timestamptz[], string_to_array(%(cids)s, {SEP_SQL}), string_to_array(%(kinds)s, null),
-            string_to_array(%(of_session)s, ',')::integer[])
-            as e(id, ts, activity_type, duration, app_name, url, shot, cid, kind, si)
+            string_to_array(%(of_session)s, ',')::integer[], string_to_array(%(titles)s, {SEP_SQL}, ''))
+            as e(id, ts, activity_type, duration, app_name, url, shot, cid, kind, si, title)
         offset 0
     ) as e
     where not exists (
@@ -194,6 +197,10 @@ def _pending(row: Any) -> PendingHandoff:
             idle_seconds=int(payload["idle_seconds"]),
             last_activity_at=datetime.fromisoformat(str(payload["last_activity_at"])),
             event_count=int(payload["event_count"]),
+            # Hand-offs written before sessions kept the last input carry none.
+            last_active_at=datetime.fromisoformat(str(payload["last_active_at"]))
+            if payload.get("last_active_at")
+            else None,
         ),
     )
 
@@ -213,7 +220,8 @@ class ActivityLogRepository:
             return set()
         # Columns by transposition (zip, attrgetter: C loops), not a comprehension per column.
         session_of, user_of, events = zip(*rows, strict=True)
-        (stamps, types, durations, apps, urls, shots, cids, any_stamp, chosen) = zip(*map(COLUMNS, events), strict=True)
+        columns = zip(*map(COLUMNS, events), strict=True)
+        (stamps, types, durations, apps, urls, shots, cids, any_stamp, chosen, titles) = columns
         # Sessions once each (a commit's part for one organization is mostly one session),
         # and per event the index of its own only when there are several.
         users = dict(zip(session_of, user_of, strict=True))
@@ -240,6 +248,7 @@ class ActivityLogRepository:
                 "durations": integers_array(durations),
                 "apps": joined(apps, "app_name"),
                 "urls": joined(urls, "url") if any(urls) else None,
+                "titles": joined(titles, "title") if any(titles) else None,
                 "shots": list(shots) if shots.count(None) < len(shots) else None,
                 "cids": joined(cids, "client_event_id"),
                 "kinds": kinds,

@@ -153,4 +153,7 @@ def _apply_request(handoff: PendingHandoff) -> spb.ApplyActivityRequest:
         event_count=d.event_count,
     )
     request.last_activity_at.FromDatetime(d.last_activity_at.astimezone(UTC))
+    if d.last_active_at is not None:
+        # An event may run past now (its timestamp is its start): the last input is never later.
+        request.last_active_at.FromDatetime(min(d.last_active_at, datetime.now(UTC)).astimezone(UTC))
     return request

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn, Protocol
 
-from services.ingest.admission import Admission, admit
+from services.ingest.admission import Admission, EventCollection, admit
 from services.ingest.domain import (
     MAX_BATCH_EVENTS,
     STREAM_CLOCK_ALLOWANCE,
@@ -50,6 +50,16 @@ class Budget(Protocol):
         """Counts one request or batch; RateLimited past the caller's budget."""
 
 
+class CollectionPolicy(Protocol):
+    """The callers' agent policies, as far as storing their events goes."""
+
+    async def collection(self, organization_id: str, user_id: str) -> EventCollection:
+        """What the user's policy lets ingest store, and the policy's version."""
+
+    def known_version(self, organization_id: str) -> int:
+        """The last version read (0: none yet), for answers that read nothing."""
+
+
 @dataclass
 class Ingest:
     """What the use cases need, wired by the composition root (fakes in unit tests)."""
@@ -58,6 +68,7 @@ class Ingest:
     writer: EventWriter
     budget: Budget
     bounds: SessionBounds
+    policies: CollectionPolicy
     clock_skew: timedelta = timedelta(minutes=2)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -70,7 +81,7 @@ async def _admit(
     *,
     require_timestamp: bool,
     clock: AgentClock | None = None,
-) -> tuple[SessionWindow, IncomingBatch, Admission]:
+) -> tuple[SessionWindow, IncomingBatch, Admission, int]:
     if not len(events):
         raise InvalidArgument("events: at least one event is required", field="events")
     if len(events) > MAX_BATCH_EVENTS:
@@ -78,6 +89,9 @@ async def _admit(
     org = caller.tenant()
     sid = require_session_id(session_id)
     await ingest.budget.spend(caller)
+    # Before the session is looked up, so even a batch refused for its session is
+    # answered with the policy's current version (a cached read: no query per batch).
+    collection = await ingest.policies.collection(org, caller.subject)
     window = await ingest.sessions.window(org, sid)
     if window.user_id != caller.subject:
         raise NotFound("session not found")  # only the owner records; others must not learn it exists
@@ -87,17 +101,23 @@ async def _admit(
         batch, skew = batch.shifted(clock.correction), STREAM_CLOCK_ALLOWANCE
     else:
         skew = ingest.clock_skew
-    admission = admit(batch, window, now=ingest.clock(), skew=skew, require_timestamp=require_timestamp)
+    admission = admit(
+        batch, window, now=ingest.clock(), skew=skew, require_timestamp=require_timestamp, collection=collection
+    )
     if not window.stopped and any(r.reason is RejectReason.TIMESTAMP_IN_FUTURE for r in admission.rejected):
         # A cached active copy may predate a stop: an event that is after the end is
         # told so, not that it is in the future. Only refusals pay for the fresh read.
         window = await ingest.sessions.window(org, sid, fresh=True)
         if window.stopped:
-            admission = admit(batch, window, now=ingest.clock(), skew=skew, require_timestamp=require_timestamp)
-    return window, batch, admission
+            admission = admit(
+                batch, window, now=ingest.clock(), skew=skew, require_timestamp=require_timestamp, collection=collection
+            )
+    return window, batch, admission, collection.policy_version
 
 
-async def _store(ingest: Ingest, window: SessionWindow, size: int, admission: Admission) -> BatchOutcome:
+async def _store(
+    ingest: Ingest, window: SessionWindow, size: int, admission: Admission, policy_version: int
+) -> BatchOutcome:
     not_accepted = [*admission.rejected, *admission.repeated]
     events, indices = admission.events, admission.indices
     if events:
@@ -118,7 +138,9 @@ async def _store(ingest: Ingest, window: SessionWindow, size: int, admission: Ad
                 raise  # nothing of this request is stored: a resend is what it needs
             totals = None  # its events were stored by an earlier attempt
     not_accepted.sort(key=lambda o: o.index)
-    return BatchOutcome(size, not_accepted, events, indices, totals, totals_pending=totals is None)
+    return BatchOutcome(
+        size, not_accepted, events, indices, totals, totals_pending=totals is None, policy_version=policy_version
+    )
 
 
 async def record_batch(
@@ -130,16 +152,18 @@ async def record_batch(
 ) -> BatchOutcome:
     """Each event accepted, a duplicate, or rejected with a reason; totals include the
     accepted. ``clock``: the sending agent's, when its stream measures it."""
-    window, batch, admission = await _admit(ingest, caller, session_id, events, require_timestamp=True, clock=clock)
-    return await _store(ingest, window, len(batch), admission)
+    window, batch, admission, version = await _admit(
+        ingest, caller, session_id, events, require_timestamp=True, clock=clock
+    )
+    return await _store(ingest, window, len(batch), admission, version)
 
 
 async def record_event(ingest: Ingest, caller: Principal, session_id: str, event: IncomingEvent) -> BatchOutcome:
     """One event (stamped by the server when it has no timestamp); a rejection fails the call."""
-    window, _, admission = await _admit(ingest, caller, session_id, [event], require_timestamp=False)
+    window, _, admission, version = await _admit(ingest, caller, session_id, [event], require_timestamp=False)
     if admission.rejected:
         _refuse(admission.rejected[0], event)
-    outcome = await _store(ingest, window, 1, admission)
+    outcome = await _store(ingest, window, 1, admission, version)
     if outcome.not_accepted and outcome.not_accepted[0].status is EventStatus.REJECTED:
         _refuse(outcome.not_accepted[0], event)
     return outcome
@@ -159,3 +183,8 @@ async def close_session(ingest: Ingest, organization_id: str, session_id: str) -
     """The session's final end (the servicer declares CloseSession for services only)."""
     org = require_uuid(organization_id, "organization_id")
     return await ingest.bounds.close(org, require_session_id(session_id))
+
+
+def known_policy_version(ingest: Ingest, caller: Principal) -> int:
+    """The caller's policy version as last read, for a stream answer that read nothing."""
+    return ingest.policies.known_version(caller.organization_id) if caller.organization_id else 0

@@ -321,6 +321,10 @@ GRPC: dict[tuple[str, str], tuple[Callable[[Tenants], dict[str, Any]], str]] = {
     (INGEST + "StreamActivity", "session_id"): (lambda t: {"batch_id": "probe", **_events()}, "NOT_FOUND"),
     # Service identities only (the sessions service, as it stops a session): nobody else.
     (INGEST + "CloseSession", "organization_id"): (lambda t: {"session_id": t.b.session}, "PERMISSION_DENIED"),
+    # A user's own organization and self, whatever the request names (service identities only).
+    (INGEST + "GetAgentPolicy", "organization_id"): (lambda t: {}, "OK"),
+    (INGEST + "GetAgentPolicy", "user_id"): (lambda t: {}, "OK"),
+    (INGEST + "GetOrganizationAgentPolicy", "organization_id"): (lambda t: {}, "OK"),
     (INGEST + "CloseSession", "session_id"): (lambda t: {"organization_id": t.b.org}, "PERMISSION_DENIED"),
     # Presence leases: users hold them only for themselves (whoever the other user is).
     (REALTIME + "Heartbeat", "user_id"): (lambda t: {"connection_id": "probe"}, "PERMISSION_DENIED"),

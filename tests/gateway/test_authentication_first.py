@@ -25,6 +25,7 @@ RESTRICTED = {
     ("post", "/projects"): ("admin", "manager"),
     ("put", "/projects/{project_id}"): ("admin", "manager"),
     ("put", "/alerts/settings"): ("admin",),
+    ("put", "/agent/policy"): ("admin", "manager"),
     ("get", "/reports/export.csv"): ("admin", "manager"),
 }
 

@@ -52,6 +52,8 @@ ROWS: dict[str, str] = {
     "activity_type, duration_seconds, client_event_id) values (:org, :session, :user, now(), 'active', 5, :n)",
     "ingest.session_bounds": "insert into ingest.session_bounds (organization_id, session_id, end_time) "
     "values (:org, :session, now())",
+    "ingest.agent_policies": "insert into ingest.agent_policies (organization_id, version, document) "
+    "values (:org, 1, '{}')",
     "scheduler.daily_summaries": "insert into scheduler.daily_summaries (organization_id, user_id, date, timezone, "
     "total_work_seconds, active_seconds, idle_seconds, productivity_score, sessions_count) "
     "values (:org, :user, current_date, 'UTC', 10, 5, 5, 50, 1)",

@@ -622,7 +622,7 @@ class AgentPolicy(_message.Message):
     TRACKING_HOURS_FIELD_NUMBER: _builtins.int
     AGENT_SILENCE_SECONDS_FIELD_NUMBER: _builtins.int
     idle_threshold_seconds: _builtins.int
-    """Seconds without input after which the user counts as idle (30..3600; 300)."""
+    """Seconds without input after which the user counts as idle (1..3600; 300)."""
     window_sample_seconds: _builtins.int
     """How often the active window is sampled (1..60; 1)."""
     idle_sample_seconds: _builtins.int

@@ -372,7 +372,7 @@ class ApplyActivityRequest(_message.Message):
 
     @_builtins.property
     def last_active_at(self) -> _timestamp_pb2.Timestamp:
-        """The latest timestamp among its active events. Unset with active_seconds > 0:
+        """When its last active event ended (timestamp plus duration). Unset with active_seconds > 0:
         last_activity_at stands for it (the active events are taken to be as late as
         the latest event, so idleness is seen at most one hand-off late).
         """
