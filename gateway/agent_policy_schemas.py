@@ -44,7 +44,7 @@ class TrackingHoursBody(Body):
 class AgentPolicyBody(Body):
     """Every field optional: absent or null inherits."""
 
-    idleThresholdSeconds: WholeNumber | None = Field(None, ge=30, le=3600, description="seconds without input: idle")
+    idleThresholdSeconds: WholeNumber | None = Field(None, ge=1, le=3600, description="seconds without input: idle")
     windowSampleSeconds: WholeNumber | None = Field(None, ge=1, le=60, description="active-window sampling, seconds")
     idleSampleSeconds: WholeNumber | None = Field(None, ge=1, le=60, description="idle-time sampling, seconds")
     collectTitles: bool | None = Field(None, description="whether window titles leave the device")
