@@ -153,6 +153,7 @@ class DailySummary(Out):
     total_work_seconds: int
     active_seconds: int
     idle_seconds: int
+    agent_silent_seconds: int = Field(description="work time no event covers: the agent sent nothing")
     productivity_score: float
     sessions_count: int
 
@@ -164,6 +165,7 @@ class UserReport(Out):
     total_work_seconds: int
     total_active_seconds: int
     total_idle_seconds: int
+    total_agent_silent_seconds: int
     average_productivity_score: float
     days_worked: int
     daily_summaries: list[DailySummary]

@@ -38,6 +38,8 @@ CSV_COLUMNS = (
     "productivity_score",
     "sessions_count",
     "top_apps",
+    # Last, so the original's columns keep their places.
+    "agent_silent_seconds",
 )
 
 
@@ -64,6 +66,7 @@ def summary_json(s: pb.DailySummary) -> dict[str, Any]:
         "total_work_seconds": s.total_work_seconds,
         "active_seconds": s.active_seconds,
         "idle_seconds": s.idle_seconds,
+        "agent_silent_seconds": s.agent_silent_seconds,
         "productivity_score": s.productivity_score,
         "sessions_count": s.sessions_count,
     }
@@ -133,6 +136,7 @@ async def user_report(request: Request) -> JSONResponse:
             "total_work_seconds": reply.total_work_seconds,
             "total_active_seconds": reply.total_active_seconds,
             "total_idle_seconds": reply.total_idle_seconds,
+            "total_agent_silent_seconds": reply.total_agent_silent_seconds,
             "average_productivity_score": reply.average_productivity_score,
             "days_worked": reply.days_worked,
             "daily_summaries": [summary_json(s) for s in reply.daily_summaries],
@@ -243,7 +247,7 @@ def _csv_rows(summaries: Any) -> str:
         score = f"{s.productivity_score:.2f}"
         # Every text cell; the numbers are the server's own.
         row = [inert(s.date), inert(s.user_id), inert(s.timezone), s.total_work_seconds, s.active_seconds]
-        writer.writerow([*row, s.idle_seconds, score, s.sessions_count, inert(apps)])
+        writer.writerow([*row, s.idle_seconds, score, s.sessions_count, inert(apps), s.agent_silent_seconds])
     return out.getvalue()
 
 

@@ -182,6 +182,12 @@ class DailySummary:
     top_apps: tuple[AppUsage, ...] = ()
     computed_at: datetime | None = None
 
+    @property
+    def agent_silent_seconds(self) -> int:
+        """Work time no event covers: the session was open, its agent sent nothing (dead,
+        offline and never back, or stopped). Neither active nor idle: nobody knows."""
+        return max(0, self.total_work_seconds - self.active_seconds - self.idle_seconds)
+
 
 def productivity_score(active_seconds: int, idle_seconds: int) -> float:
     """Share of recorded time that was active, in percent with two decimals."""
@@ -306,6 +312,10 @@ class UserReport:
     @property
     def total_idle_seconds(self) -> int:
         return sum(s.idle_seconds for s in self.summaries)
+
+    @property
+    def total_agent_silent_seconds(self) -> int:
+        return sum(s.agent_silent_seconds for s in self.summaries)
 
     @property
     def days_worked(self) -> int:

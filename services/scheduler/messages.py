@@ -33,6 +33,7 @@ def summary(s: DailySummary) -> pb.DailySummary:
         total_work_seconds=s.total_work_seconds,
         active_seconds=s.active_seconds,
         idle_seconds=s.idle_seconds,
+        agent_silent_seconds=s.agent_silent_seconds,
         productivity_score=s.productivity_score,
         sessions_count=s.sessions_count,
         top_apps=[pb.AppUsage(app_name=a.app_name, active_seconds=a.active_seconds) for a in s.top_apps],

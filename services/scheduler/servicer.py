@@ -41,6 +41,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             total_work_seconds=r.total_work_seconds,
             total_active_seconds=r.total_active_seconds,
             total_idle_seconds=r.total_idle_seconds,
+            total_agent_silent_seconds=r.total_agent_silent_seconds,
             average_productivity_score=r.average_productivity_score,
             days_worked=r.days_worked,
             daily_summaries=[messages.summary(s) for s in r.summaries],

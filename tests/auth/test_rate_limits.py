@@ -20,8 +20,13 @@ WINDOW = 600
 
 @pytest.fixture(scope="module")
 async def limited_server(settings_env: dict[str, str]) -> AsyncIterator[AuthServer]:
+    # Counters of its own: the rest of the suite logs in from 127.0.0.1 too (the agent's
+    # tests through the mesh), and the gRPC test below comes from that address.
     server, stop = await start_auth(
-        login_attempts_per_account=PER_ACCOUNT, login_attempts_per_address=PER_ADDRESS, login_window_seconds=WINDOW
+        login_attempts_per_account=PER_ACCOUNT,
+        login_attempts_per_address=PER_ADDRESS,
+        login_window_seconds=WINDOW,
+        redis_prefix=f"{settings_env['REDIS_PREFIX']}:login-limits-{uuid.uuid4().hex[:8]}",
     )
     yield server
     await stop()

@@ -190,7 +190,7 @@ USER = str(uuid.uuid4())
     ("body", "starts"),
     [
         ({}, "defaults: Field required"),
-        ({"defaults": {"idleThresholdSeconds": 10}}, "defaults.idleThresholdSeconds: Input should be greater than"),
+        ({"defaults": {"idleThresholdSeconds": 0}}, "defaults.idleThresholdSeconds: Input should be greater than"),
         ({"defaults": {"idleThresholdSeconds": "300"}}, "defaults.idleThresholdSeconds:"),
         ({"defaults": {"collectTitles": "no"}}, "defaults.collectTitles:"),
         ({"defaults": {"collect_titles": False}}, "defaults.collect_titles: unknown field"),

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from services.scheduler import domain
-from services.scheduler.domain import UserZone
+from services.scheduler.domain import DailySummary, DateRange, UserReport, UserZone
 from workpulse.errors import InvalidArgument
 
 
@@ -86,3 +86,46 @@ def test_bad_ranges_name_their_field(start: str, end: str, field: str) -> None:
 def test_unknown_job_names_list_the_known_ones() -> None:
     with pytest.raises(InvalidArgument, match="known jobs: activity_partitions, daily_summaries"):
         domain.job_spec("weekly")
+
+
+def test_agent_silent_time_is_work_no_event_covers() -> None:
+    day = date(2026, 11, 1)
+    covered = DailySummary(
+        "o",
+        "u",
+        day,
+        "UTC",
+        total_work_seconds=3600,
+        active_seconds=3000,
+        idle_seconds=600,
+        productivity_score=83.33,
+        sessions_count=1,
+    )
+    assert covered.agent_silent_seconds == 0
+    silent = DailySummary(
+        "o",
+        "u",
+        day,
+        "UTC",
+        total_work_seconds=3600,
+        active_seconds=1800,
+        idle_seconds=300,
+        productivity_score=85.71,
+        sessions_count=1,
+    )
+    assert silent.agent_silent_seconds == 1500
+    # Events stamped into a window their session does not fully cover never make it negative.
+    over = DailySummary(
+        "o",
+        "u",
+        day,
+        "UTC",
+        total_work_seconds=60,
+        active_seconds=90,
+        idle_seconds=0,
+        productivity_score=100.0,
+        sessions_count=1,
+    )
+    assert over.agent_silent_seconds == 0
+    report = UserReport("u", DateRange(day, day), [covered, silent, over])
+    assert report.total_agent_silent_seconds == 1500

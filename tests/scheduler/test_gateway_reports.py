@@ -26,6 +26,7 @@ DAILY_FIELDS = {
     "total_work_seconds",
     "active_seconds",
     "idle_seconds",
+    "agent_silent_seconds",
     "productivity_score",
     "sessions_count",
 }
@@ -72,6 +73,8 @@ async def test_reports_and_export(rig: Rig, world: World, http: httpx.AsyncClien
         "total_work_seconds": want.total_work_seconds,
         "active_seconds": want.active_seconds,
         "idle_seconds": want.idle_seconds,
+        # The session's time no event covers: its agent sent nothing then.
+        "agent_silent_seconds": want.total_work_seconds - want.active_seconds - want.idle_seconds,
         "productivity_score": want.productivity_score,
         "sessions_count": want.sessions_count,
     }
@@ -92,6 +95,7 @@ async def test_reports_and_export(rig: Rig, world: World, http: httpx.AsyncClien
         "total_work_seconds",
         "total_active_seconds",
         "total_idle_seconds",
+        "total_agent_silent_seconds",
         "average_productivity_score",
         "days_worked",
         "daily_summaries",
@@ -109,6 +113,8 @@ async def test_reports_and_export(rig: Rig, world: World, http: httpx.AsyncClien
     mine = next(row for row in rows if row["user_id"] == worker.id)
     assert int(mine["total_work_seconds"]) == want.total_work_seconds
     assert mine["top_apps"].split(";")[0] == f"{want.top_apps[0][0]}={want.top_apps[0][1]}"
+    assert int(mine["agent_silent_seconds"]) == want.total_work_seconds - want.active_seconds - want.idle_seconds
+    assert list(rows[0])[-1] == "agent_silent_seconds"  # the original's columns keep their places
 
 
 async def test_alerts_are_filtered_by_the_server(rig: Rig, world: World, http: httpx.AsyncClient) -> None:

@@ -74,6 +74,7 @@ class DailySummary(_message.Message):
     TOP_APPS_FIELD_NUMBER: _builtins.int
     TIMEZONE_FIELD_NUMBER: _builtins.int
     COMPUTED_AT_FIELD_NUMBER: _builtins.int
+    AGENT_SILENT_SECONDS_FIELD_NUMBER: _builtins.int
     organization_id: _builtins.str
     user_id: _builtins.str
     date: _builtins.str
@@ -84,6 +85,10 @@ class DailySummary(_message.Message):
     """100 * active / (active + idle), two decimals; 0 without activity."""
     sessions_count: _builtins.int
     timezone: _builtins.str
+    agent_silent_seconds: _builtins.int
+    """Work time no event covers (total - active - idle, at least 0): the session was open
+    and its agent sent nothing. Neither active nor idle.
+    """
     @_builtins.property
     def top_apps(self) -> _containers.RepeatedCompositeFieldContainer[Global___AppUsage]: ...
     @_builtins.property
@@ -102,10 +107,11 @@ class DailySummary(_message.Message):
         top_apps: _abc.Iterable[Global___AppUsage] | None = ...,
         timezone: _builtins.str = ...,
         computed_at: _timestamp_pb2.Timestamp | None = ...,
+        agent_silent_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_seconds", b"active_seconds", "computed_at", b"computed_at", "date", b"date", "idle_seconds", b"idle_seconds", "organization_id", b"organization_id", "productivity_score", b"productivity_score", "sessions_count", b"sessions_count", "timezone", b"timezone", "top_apps", b"top_apps", "total_work_seconds", b"total_work_seconds", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_seconds", b"active_seconds", "agent_silent_seconds", b"agent_silent_seconds", "computed_at", b"computed_at", "date", b"date", "idle_seconds", b"idle_seconds", "organization_id", b"organization_id", "productivity_score", b"productivity_score", "sessions_count", b"sessions_count", "timezone", b"timezone", "top_apps", b"top_apps", "total_work_seconds", b"total_work_seconds", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -252,6 +258,7 @@ class GetUserReportResponse(_message.Message):
     AVERAGE_PRODUCTIVITY_SCORE_FIELD_NUMBER: _builtins.int
     DAYS_WORKED_FIELD_NUMBER: _builtins.int
     DAILY_SUMMARIES_FIELD_NUMBER: _builtins.int
+    TOTAL_AGENT_SILENT_SECONDS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     start_date: _builtins.str
     end_date: _builtins.str
@@ -260,6 +267,7 @@ class GetUserReportResponse(_message.Message):
     total_idle_seconds: _builtins.int
     average_productivity_score: _builtins.float
     days_worked: _builtins.int
+    total_agent_silent_seconds: _builtins.int
     @_builtins.property
     def daily_summaries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DailySummary]: ...
     def __init__(
@@ -274,10 +282,11 @@ class GetUserReportResponse(_message.Message):
         average_productivity_score: _builtins.float = ...,
         days_worked: _builtins.int = ...,
         daily_summaries: _abc.Iterable[Global___DailySummary] | None = ...,
+        total_agent_silent_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_productivity_score", b"average_productivity_score", "daily_summaries", b"daily_summaries", "days_worked", b"days_worked", "end_date", b"end_date", "start_date", b"start_date", "total_active_seconds", b"total_active_seconds", "total_idle_seconds", b"total_idle_seconds", "total_work_seconds", b"total_work_seconds", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_productivity_score", b"average_productivity_score", "daily_summaries", b"daily_summaries", "days_worked", b"days_worked", "end_date", b"end_date", "start_date", b"start_date", "total_active_seconds", b"total_active_seconds", "total_agent_silent_seconds", b"total_agent_silent_seconds", "total_idle_seconds", b"total_idle_seconds", "total_work_seconds", b"total_work_seconds", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
