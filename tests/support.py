@@ -266,6 +266,23 @@ class Mesh:
 
 
 def start_mesh(base_env: dict[str, str], log_dir: Path, only: tuple[str, ...] | None = None) -> Mesh:
+    """Starts the mesh on free ports. A port found free can be taken by another process
+    before ours binds it (meshes of other tests start meanwhile): a process that exits
+    because its port is taken gets the whole mesh started again on new ports."""
+    for attempt in range(3):
+        try:
+            return _start_mesh_once(base_env, log_dir, only)
+        except _PortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(AssertionError):
+    pass
+
+
+def _start_mesh_once(base_env: dict[str, str], log_dir: Path, only: tuple[str, ...] | None) -> Mesh:
     specs = [s for s in PROCESSES if only is None or s.name in only]
     ports = {s.name: free_port() for s in specs}
     env = dict(base_env)
@@ -279,8 +296,18 @@ def start_mesh(base_env: dict[str, str], log_dir: Path, only: tuple[str, ...] | 
         for p in mesh.processes.values():
             p.start()
         for p in mesh.processes.values():
-            p.wait_healthy()
+            try:
+                p.wait_healthy()
+            except AssertionError as exc:
+                if p.proc is not None and p.proc.poll() is not None and _port_in_use(p.log_path):
+                    raise _PortTaken(str(exc)) from exc
+                raise
     except BaseException:
         mesh.stop()
         raise
     return mesh
+
+
+def _port_in_use(log_path: Path) -> bool:
+    text = log_path.read_text(errors="replace")
+    return "address already in use" in text.lower() or "failed to bind" in text.lower()
