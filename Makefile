@@ -18,17 +18,18 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 
 install: $(STAMP) desktop-tools
 
-# What the desktop agent's tests need from Debian (a real X server, a window manager,
-# xdotool, X apps to focus), installed where this machine lets us (root with apt-get);
-# elsewhere the tests say what is missing and skip (CI=true fails on any skip).
-DESKTOP_TOOLS := Xvfb:xvfb openbox:openbox xdotool:xdotool xclock:x11-apps dbus-daemon:dbus-daemon
+# What the desktop agent's and the dashboard's tests need from Debian (a real X server, a
+# window manager, xdotool, X apps to focus, a D-Bus daemon, Chromium), installed where this
+# machine lets us (root with apt-get); elsewhere the tests say what is missing and skip
+# (CI=true fails on any skip).
+DESKTOP_TOOLS := Xvfb:xvfb openbox:openbox xdotool:xdotool xclock:x11-apps dbus-daemon:dbus-daemon chromium:chromium
 desktop-tools:
 	@missing=""; for pair in $(DESKTOP_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing$$missing (the agent's X tests)"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing) || echo "could not install$$missing; the X tests will skip"; \
-	else echo "note:$$missing not installed (apt-get install$$missing); the agent's X tests will skip"; fi
+		echo "installing$$missing (the agent's and the dashboard's tests)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing) || echo "could not install$$missing; those tests will skip"; \
+	else echo "note:$$missing not installed (apt-get install$$missing); those tests will skip"; fi
 
 # Stubs are committed; this rebuilds them from protos/ (typed .pyi via mypy-protobuf).
 protos: $(STAMP)

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 from gateway import realtime
 from gateway.callers import on_http_error
 from gateway.cors import StandardCors
+from gateway.dashboard import dashboard_routes
 from gateway.errors import HTTPError, on_starlette_error, on_unexpected
 from gateway.health import health
 from gateway.idempotency import IdempotencyKeys
@@ -35,6 +36,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
         return JSONResponse(document)
 
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+    routes[:0] = dashboard_routes()  # the managers' dashboard (issue 13): first, for browsers' navigations
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
