@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.realtime import Frame, Outbox, event_frame
+from gateway.realtime_feed import Frame, Outbox, event_frame
 from gateway.realtime_snapshot import session_update_payload
 from services.sessions.domain import WorkSession
 from services.sessions.messages import session_message
