@@ -130,8 +130,15 @@ async def test_no_input_past_the_threshold_is_idle_and_a_mouse_move_is_active_ag
     desktop.focus(desktop.open(["xclock"]))
     agent = working.agent
     agent.start()
-    desktop.mousemove(10, 10)
-    await agent.until(lambda: agent.status().get("activity") == "active", what="active at first")
+    # The user works (moves the mouse) until the agent, started meanwhile, says active: a
+    # single move before it started would already be older than the 2 s threshold.
+    for step in range(120):
+        desktop.mousemove(10 + 40 * (step % 2), 10)
+        if agent.status().get("activity") == "active":
+            break
+        await asyncio.sleep(0.25)
+    else:
+        raise AssertionError(f"never active while the mouse moved; see {agent.log_path}")
     await agent.until(lambda: agent.status().get("activity") == "idle", timeout=15, what="idle without input")
     await asyncio.sleep(2)
     desktop.mousemove(400, 300)
