@@ -3,7 +3,9 @@ processes: status codes, body shapes and error bodies exactly as API.md says."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -248,6 +250,10 @@ async def test_write_rate_limit_is_per_user_with_retry_after(client: httpx.Async
                 return codes
         return codes
 
+    # The windows are fixed and aligned to the minute: a boundary crossed mid-test resets
+    # the count (a flake seen under CI load), so the burst starts well inside one.
+    if time.time() % 60 > 40:
+        await asyncio.sleep(60.5 - time.time() % 60)
     codes = await start_stop(noisy)
     assert codes[-1] == 429 and codes.count(201) == 20
     other = await client.post("/sessions/start", headers=calm.headers)
