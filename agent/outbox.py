@@ -42,6 +42,8 @@ create table if not exists events (
   url text not null,
   size integer not null
 );
+-- A session's unsent events in order, read per batch without scanning the backlog.
+create index if not exists events_by_session on events (session_id, seq);
 create table if not exists counters (name text primary key, value integer not null);
 create table if not exists state (key text primary key, value text not null);
 """

@@ -208,6 +208,11 @@ class Uploader:
 
     def _next_batch(self, in_flight: dict[str, _Flight]) -> tuple[str, list[StoredEvent]] | None:
         busy = {i for f in in_flight.values() for i in f.ids}
+        # The oldest event's session first: two index reads, however long the backlog (a
+        # week offline); the scan of every session only when that one is all in flight.
+        oldest = self._outbox.pending(self._batch_size, exclude=busy)
+        if oldest:
+            return oldest[0].session_id, oldest
         for session_id in self._outbox.sessions():
             events = self._outbox.pending(self._batch_size, exclude=busy, session_id=session_id)
             if events:

@@ -101,7 +101,7 @@ async def test_focus_changes_become_events_with_the_right_apps_and_durations(
         await asyncio.sleep(seconds)
     desktop.focus(clock)
     switches.append(("XClock", time.time()))
-    await asyncio.sleep(2)
+    await asyncio.sleep(2)  # the user's time on each window is the scenario: its durations are checked
     assert agent.status()["backend"] == "x11"
     await working.finish()
 
@@ -140,11 +140,11 @@ async def test_no_input_past_the_threshold_is_idle_and_a_mouse_move_is_active_ag
     else:
         raise AssertionError(f"never active while the mouse moved; see {agent.log_path}")
     await agent.until(lambda: agent.status().get("activity") == "idle", timeout=15, what="idle without input")
-    await asyncio.sleep(2)
+    await asyncio.sleep(2)  # the user stays away a while (the idle event's length is checked)
     desktop.mousemove(400, 300)
     moved = time.time()
     await agent.until(lambda: agent.status().get("activity") == "active", timeout=10, what="active after a move")
-    await asyncio.sleep(2)
+    await asyncio.sleep(2)  # works on, so the last active event has a length
     await working.finish()
     found = segments(await stored(owner_engine, working.session_id))
     states = [activity for _, activity, _, _ in found]
@@ -162,7 +162,7 @@ async def test_a_redact_rule_changes_the_next_events_and_a_dropped_app_reaches_n
     agent = working.agent
     agent.start()
     await agent.until(lambda: agent.status().get("app") == "XClock", what="the clock seen")
-    await asyncio.sleep(2)
+    await asyncio.sleep(2)  # time on the old title before the policy changes (events to compare)
     version = await put_policy(
         http,
         working.account,
@@ -176,7 +176,7 @@ async def test_a_redact_rule_changes_the_next_events_and_a_dropped_app_reaches_n
     desktop.set_title(clock, "invoice 4712 for ACME")  # a new title: a new event under the new policy
     await asyncio.sleep(2)
     desktop.focus(eyes)
-    await asyncio.sleep(3)
+    await asyncio.sleep(3)  # time on the dropped app: what must not be recorded in it
     box = Outbox(agent.data_dir / OUTBOX)
     try:
         local = [e.app for e in box.pending(10_000)]

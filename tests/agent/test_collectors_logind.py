@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import shutil
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_method, dbu
 
 from agent.collectors import LockMonitor
 from agent.collectors.logind import LOGIND, MANAGER_INTERFACE, MANAGER_PATH, SESSION_INTERFACE
+from tests.support import eventually
 
 SESSION = "/org/freedesktop/login1/session/_31"
 
@@ -100,10 +99,10 @@ async def logind(bus_address: str) -> AsyncIterator[tuple[FakeManager, FakeSessi
 
 
 async def _eventually(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 5
-    while not condition():
-        assert time.monotonic() < deadline, "the signal did not arrive within 5s"
-        await asyncio.sleep(0.01)
+    async def check() -> bool:
+        return condition()
+
+    await eventually(check, timeout=5, interval=0.01, what="the signal")
 
 
 async def test_the_monitor_follows_lock_and_sleep(
