@@ -158,6 +158,10 @@ class DailySummary(Out):
     sessions_count: int
 
 
+class TodaySummaries(Out):
+    summaries: list[DailySummary] = Field(description="one per member, in userIds order; zeros when nothing yet")
+
+
 class UserReport(Out):
     user_id: UUID
     start_date: dt.date
@@ -247,6 +251,7 @@ class StoredAgentPolicy(Out):
     redactRules: list[AgentRule] = Field(description="the matching part is replaced by [redacted]")
     trackingHours: TrackingHours | None = Field(description="null: inherited (the product's: always)")
     agentSilenceSeconds: int | None = Field(description="30..86400; an open session whose agent is silent this long")
+    shareCurrentApp: bool | None = Field(description="whether managers see the member's current app live")
 
 
 class UserAgentPolicy(Out):
@@ -273,6 +278,7 @@ class EffectiveAgentPolicy(Out):
     redactRules: list[AgentRule] = Field(description="the organization's, then the user's")
     trackingHours: TrackingHours | None = Field(description="null: always")
     agentSilenceSeconds: int
+    shareCurrentApp: bool
 
 
 class AgentPolicyOfUser(Out):

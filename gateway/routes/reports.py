@@ -109,6 +109,19 @@ async def daily(request: Request) -> JSONResponse:
 
 
 @documented(
+    "Each member's today so far, computed live; ?userIds=a,b (employees: only themselves)",
+    response="TodaySummaries",
+    query={"userIds": "string: comma-separated user ids, at most 500; every member you may see when absent"},
+    errors=(400, 401, 403, 503),
+)
+async def today(request: Request) -> JSONResponse:
+    raw = request.query_params.get("userIds", "")
+    named = [part.strip() for part in raw.split(",") if part.strip()]
+    reply = await call(request, _stub(request).ListTodaySummaries, pb.ListTodaySummariesRequest(user_ids=named))
+    return JSONResponse({"summaries": [summary_json(s) for s in reply.summaries]})
+
+
+@documented(
     "One user's summaries over ?startDate=&endDate= (inclusive, at most 366 days)",
     response="UserReport",
     query={
@@ -295,6 +308,7 @@ async def export_csv(request: Request) -> StreamingResponse:
 
 routes: list[BaseRoute] = [
     Route("/reports/daily", daily, methods=["GET"]),
+    Route("/reports/today", today, methods=["GET"]),
     Route("/reports/user/{user_id}", user_report, methods=["GET"]),
     Route("/reports/export.csv", export_csv, methods=["GET"]),
     Route("/alerts", list_alerts, methods=["GET"]),

@@ -7,7 +7,6 @@ statement, so a second run (sequential or concurrent) converges on the same rows
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -22,6 +21,7 @@ from services.scheduler.domain import (
     Thresholds,
 )
 from services.scheduler.mesh import Peers
+from services.scheduler.summaries import summarize_days
 from workpulse.db import UnitOfWork
 
 
@@ -78,20 +78,10 @@ async def daily_summaries(ctx: JobContext, as_of: datetime, manual: bool) -> int
         until, lookback = as_of - ctx.config.summary_settle, JOBS[DAILY_SUMMARIES].period
     zones = await ctx.peers.user_zones(refresh=True)
     windows = domain.days_ended_between(zones, until - lookback, until)
-    if not windows:
+    found = await summarize_days(ctx.peers, windows, as_of, ctx.config.top_apps)
+    summaries = [summary for _, summary in found if summary is not None]
+    if not summaries:
         return 0
-    # Two services, asked at once.
-    work_totals, activity_totals = await asyncio.gather(
-        ctx.peers.work_totals(windows, as_of), ctx.peers.activity_totals(windows, ctx.config.top_apps)
-    )
-    work = {(t.organization_id, t.user_id, t.window_start): t for t in work_totals}
-    activity = {(t.organization_id, t.user_id, t.window_start): t for t in activity_totals}
-    summaries = []
-    for w in windows:
-        key = (w.organization_id, w.user_id, w.start)
-        summary = domain.summarize(w, work.get(key), activity.get(key))
-        if summary is not None:
-            summaries.append(summary)
     async with ctx.maintenance.unscoped() as conn:
         await repository.upsert_summaries(conn, summaries, as_of)
     return len(summaries)

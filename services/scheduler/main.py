@@ -136,7 +136,7 @@ async def build(settings: Settings) -> tuple[RunningServer, Callable[[], Awaitab
     wiring = wire(settings)
     redis = create_client(settings.redis_url)
     keys = Keys(settings.redis_prefix)
-    servicer = SchedulerServicer(Reports(UnitOfWork(wiring.engine), wiring.peers), wiring.runner)
+    servicer = SchedulerServicer(Reports(UnitOfWork(wiring.engine), wiring.peers, settings.top_apps), wiring.runner)
     relay = OutboxRelay(
         wiring.maintenance,
         SCHEMA,

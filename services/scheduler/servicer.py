@@ -47,6 +47,12 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             daily_summaries=[messages.summary(s) for s in r.summaries],
         )
 
+    async def ListTodaySummaries(
+        self, request: pb.ListTodaySummariesRequest, context: Context
+    ) -> pb.ListTodaySummariesResponse:
+        found = await use_cases.today_summaries(self._reports, principal(), request.user_ids)
+        return pb.ListTodaySummariesResponse(summaries=[messages.summary(s) for s in found])
+
     async def ListAlerts(self, request: pb.ListAlertsRequest, context: Context) -> pb.ListAlertsResponse:
         wanted = AlertFilter(
             user_id=request.user_id,

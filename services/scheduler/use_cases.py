@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
-from services.scheduler import repository
+from services.scheduler import repository, summaries
 from services.scheduler.domain import (
     INACTIVE_ALERT,
     OVERTIME_ALERT,
@@ -22,6 +22,7 @@ from services.scheduler.domain import (
     JobRun,
     Thresholds,
     UserReport,
+    UserZone,
     local_date,
     parse_date,
     parse_range,
@@ -42,6 +43,7 @@ class Reports:
 
     uow: UnitOfWork
     peers: Peers
+    top_apps: int = 5
 
 
 def _uuid(value: str, field: str) -> str:
@@ -65,20 +67,61 @@ async def _target(reports: Reports, caller: Principal, user_id: str, field: str 
 
 async def daily_summary(reports: Reports, caller: Principal, user_id: str, day: str) -> DailySummary:
     """A user's summary of one local date (today in their zone when empty); zeros when
-    nothing was recorded that day."""
+    nothing was recorded that day. Today is computed live, not read from the nightly job."""
     target, tz = await _target(reports, caller, user_id)
-    when = parse_date(day, "date") if day else local_date(tz, datetime.now(UTC))
+    now = datetime.now(UTC)
+    today = local_date(tz, now)
+    when = parse_date(day, "date") if day else today
+    if when == today:
+        [(window, live)] = await summaries.today_so_far(
+            reports.peers, [UserZone(caller.tenant(), target, tz)], now, reports.top_apps
+        )
+        return live or replace(summaries.zero(window), computed_at=now)
     async with reports.uow.tenant(caller.tenant()) as conn:
         found = await repository.summaries_of(conn, target, when, when)
     return found[0] if found else DailySummary(caller.tenant(), target, when, tz, 0, 0, 0, 0.0, 0)
 
 
 async def user_report(reports: Reports, caller: Principal, user_id: str, start: str, end: str) -> UserReport:
+    """A user's summarized days over a range; a range holding their today holds its live
+    numbers (when anything was recorded yet)."""
     span = parse_range(start, end)
-    target, _ = await _target(reports, caller, user_id)
+    target, tz = await _target(reports, caller, user_id)
     async with reports.uow.tenant(caller.tenant()) as conn:
-        summaries = await repository.summaries_of(conn, target, span.start, span.end)
-    return UserReport(target, span, summaries)
+        stored = await repository.summaries_of(conn, target, span.start, span.end)
+    now = datetime.now(UTC)
+    today = local_date(tz, now)
+    if span.start <= today <= span.end:
+        [(_, live)] = await summaries.today_so_far(
+            reports.peers, [UserZone(caller.tenant(), target, tz)], now, reports.top_apps
+        )
+        stored = [s for s in stored if s.date != today] + ([live] if live is not None else [])
+    return UserReport(target, span, sorted(stored, key=lambda s: s.date))
+
+
+MAX_TODAY_USERS = 500
+
+
+async def today_summaries(reports: Reports, caller: Principal, user_ids: Sequence[str]) -> list[DailySummary]:
+    """Each named member's today so far (zeros when nothing yet), in the order named; every
+    member the caller may see when none is named. Ids auth does not know in the caller's
+    organization are left out: a batch read says nothing of another tenant's users."""
+    if len(user_ids) > MAX_TODAY_USERS:
+        raise InvalidArgument(f"userIds holds at most {MAX_TODAY_USERS} ids", field="userIds")
+    org = caller.tenant()
+    wanted = list(dict.fromkeys(_uuid(u, "userIds") for u in user_ids))
+    if not caller.sees_organization:
+        if any(u != caller.subject for u in wanted):
+            raise PermissionDenied("employees can read only their own reports")
+        wanted = [caller.subject]
+    if wanted:
+        zones = [UserZone(org, u, tz) for u in wanted if (tz := await reports.peers.zone_of(org, u)) is not None]
+    else:
+        # Auth's list as last read (at most the zone cache's TTL old).
+        zones = [z for z in await reports.peers.user_zones() if z.organization_id == org]
+    now = datetime.now(UTC)
+    found = await summaries.today_so_far(reports.peers, zones, now, reports.top_apps)
+    return [live or replace(summaries.zero(w), computed_at=now) for w, live in found]
 
 
 async def export_summaries(

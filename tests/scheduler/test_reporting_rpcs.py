@@ -99,6 +99,36 @@ async def test_user_zones_stream_every_active_user_in_batches(
     }
 
 
+async def test_user_zones_narrow_to_named_users_of_one_organization(
+    world: World, channel: grpc.aio.Channel, service: Metadata
+) -> None:
+    org = await world.organization("Asia/Kathmandu")
+    named, unnamed = await world.user(org, timezone="Europe/Berlin"), await world.user(org)
+    stranger = await world.user(await world.organization())
+    stub = auth_reporting_pb2_grpc.AuthReportingServiceStub(channel)
+
+    async def zones(request: auth_reporting_pb2.StreamUserZonesRequest) -> set[tuple[str, str]]:
+        return {
+            (u.organization_id, u.user_id)
+            async for r in stub.StreamUserZones(request, metadata=service)
+            for u in r.users
+        }
+
+    ask = auth_reporting_pb2.StreamUserZonesRequest
+    assert await zones(ask(organization_id=org)) == {(org, named.id), (org, unnamed.id)}
+    assert await zones(ask(organization_id=org, user_ids=[named.id, stranger.id])) == {(org, named.id)}
+    for bad, field in (
+        (ask(organization_id="nope"), "organization_id"),
+        (ask(user_ids=[named.id]), "user_ids"),
+        (ask(organization_id=org, user_ids=["nope"]), "user_ids"),
+        (ask(organization_id=org, user_ids=[named.id] * 1001), "user_ids"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await zones(bad)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+        names_field(raised.value, field)
+
+
 def window(org: str, user: str, start: datetime, end: datetime) -> spb.UserWindow:
     return spb.UserWindow(organization_id=org, user_id=user, start=stamp(start), end=stamp(end))
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&workpulse/auth/v1/auth_reporting.proto\x12\x11workpulse.auth.v1\",\n\x16StreamUserZonesRequest\x12\x12\n\nbatch_size\x18\x01 \x01(\x05\"j\n\x08UserZone\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x15\n\ruser_timezone\x18\x03 \x01(\t\x12\x1d\n\x15organization_timezone\x18\x04 \x01(\t\"E\n\x17StreamUserZonesResponse\x12*\n\x05users\x18\x01 \x03(\x0b\x32\x1b.workpulse.auth.v1.UserZone2\x82\x01\n\x14\x41uthReportingService\x12j\n\x0fStreamUserZones\x12).workpulse.auth.v1.StreamUserZonesRequest\x1a*.workpulse.auth.v1.StreamUserZonesResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&workpulse/auth/v1/auth_reporting.proto\x12\x11workpulse.auth.v1\"W\n\x16StreamUserZonesRequest\x12\x12\n\nbatch_size\x18\x01 \x01(\x05\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x10\n\x08user_ids\x18\x03 \x03(\t\"j\n\x08UserZone\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x15\n\ruser_timezone\x18\x03 \x01(\t\x12\x1d\n\x15organization_timezone\x18\x04 \x01(\t\"E\n\x17StreamUserZonesResponse\x12*\n\x05users\x18\x01 \x03(\x0b\x32\x1b.workpulse.auth.v1.UserZone2\x82\x01\n\x14\x41uthReportingService\x12j\n\x0fStreamUserZones\x12).workpulse.auth.v1.StreamUserZonesRequest\x1a*.workpulse.auth.v1.StreamUserZonesResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,11 +32,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'workpulse.auth.v1.auth_repo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STREAMUSERZONESREQUEST']._serialized_start=61
-  _globals['_STREAMUSERZONESREQUEST']._serialized_end=105
-  _globals['_USERZONE']._serialized_start=107
-  _globals['_USERZONE']._serialized_end=213
-  _globals['_STREAMUSERZONESRESPONSE']._serialized_start=215
-  _globals['_STREAMUSERZONESRESPONSE']._serialized_end=284
-  _globals['_AUTHREPORTINGSERVICE']._serialized_start=287
-  _globals['_AUTHREPORTINGSERVICE']._serialized_end=417
+  _globals['_STREAMUSERZONESREQUEST']._serialized_end=148
+  _globals['_USERZONE']._serialized_start=150
+  _globals['_USERZONE']._serialized_end=256
+  _globals['_STREAMUSERZONESRESPONSE']._serialized_start=258
+  _globals['_STREAMUSERZONESRESPONSE']._serialized_end=327
+  _globals['_AUTHREPORTINGSERVICE']._serialized_start=330
+  _globals['_AUTHREPORTINGSERVICE']._serialized_end=460
 # @@protoc_insertion_point(module_scope)

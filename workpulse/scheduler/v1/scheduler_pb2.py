@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&workpulse/scheduler/v1/scheduler.proto\x12\x16workpulse.scheduler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\x08\x41ppUsage\x12\x10\n\x08\x61pp_name\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63tive_seconds\x18\x02 \x01(\x03\"\xd9\x02\n\x0c\x44\x61ilySummary\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x03 \x01(\t\x12\x1a\n\x12total_work_seconds\x18\x04 \x01(\x03\x12\x16\n\x0e\x61\x63tive_seconds\x18\x05 \x01(\x03\x12\x14\n\x0cidle_seconds\x18\x06 \x01(\x03\x12\x1a\n\x12productivity_score\x18\x07 \x01(\x01\x12\x16\n\x0esessions_count\x18\x08 \x01(\x05\x12\x32\n\x08top_apps\x18\t \x03(\x0b\x32 .workpulse.scheduler.v1.AppUsage\x12\x10\n\x08timezone\x18\n \x01(\t\x12/\n\x0b\x63omputed_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x61gent_silent_seconds\x18\x0c \x01(\x03\"\x80\x03\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12/\n\x04type\x18\x05 \x01(\x0e\x32!.workpulse.scheduler.v1.AlertType\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x12\n\nalert_date\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresolved_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61\x63knowledged_by\x18\n \x01(\t\x12\x33\n\x0f\x61\x63knowledged_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cidle_minutes\x18\x0c \x01(\x05\x12\x12\n\nwork_hours\x18\r \x01(\x01\"7\n\x16GetDailySummaryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\"P\n\x17GetDailySummaryResponse\x12\x35\n\x07summary\x18\x01 \x01(\x0b\x32$.workpulse.scheduler.v1.DailySummary\"M\n\x14GetUserReportRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\"\xc0\x02\n\x15GetUserReportResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\x12\x1a\n\x12total_work_seconds\x18\x04 \x01(\x03\x12\x1c\n\x14total_active_seconds\x18\x05 \x01(\x03\x12\x1a\n\x12total_idle_seconds\x18\x06 \x01(\x03\x12\"\n\x1a\x61verage_productivity_score\x18\x07 \x01(\x01\x12\x13\n\x0b\x64\x61ys_worked\x18\x08 \x01(\x05\x12=\n\x0f\x64\x61ily_summaries\x18\t \x03(\x0b\x32$.workpulse.scheduler.v1.DailySummary\x12\"\n\x1atotal_agent_silent_seconds\x18\n \x01(\x03\"\xce\x01\n\x11ListAlertsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12/\n\x04type\x18\x02 \x01(\x0e\x32!.workpulse.scheduler.v1.AlertType\x12\x19\n\x0c\x61\x63knowledged\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nstart_date\x18\x04 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x05 \x01(\t\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\tB\x0f\n\r_acknowledged\"\\\n\x12ListAlertsResponse\x12-\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x1d.workpulse.scheduler.v1.Alert\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x17\x41\x63knowledgeAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"H\n\x18\x41\x63knowledgeAlertResponse\x12,\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x1d.workpulse.scheduler.v1.Alert\"O\n\x16\x45xportSummariesRequest\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\"R\n\x17\x45xportSummariesResponse\x12\x37\n\tsummaries\x18\x01 \x03(\x0b\x32$.workpulse.scheduler.v1.DailySummary\"V\n\rAlertSettings\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x14\n\x0cidle_minutes\x18\x02 \x01(\x05\x12\x16\n\x0eovertime_hours\x18\x03 \x01(\x01\"\x19\n\x17GetAlertSettingsRequest\"S\n\x18GetAlertSettingsResponse\x12\x37\n\x08settings\x18\x01 \x01(\x0b\x32%.workpulse.scheduler.v1.AlertSettings\"J\n\x1aUpdateAlertSettingsRequest\x12\x14\n\x0cidle_minutes\x18\x01 \x01(\x05\x12\x16\n\x0eovertime_hours\x18\x02 \x01(\x01\"V\n\x1bUpdateAlertSettingsResponse\x12\x37\n\x08settings\x18\x01 \x01(\x0b\x32%.workpulse.scheduler.v1.AlertSettings\"H\n\rRunJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcf\x01\n\x06JobRun\x12\x0b\n\x03job\x18\x01 \x01(\t\x12(\n\x04slot\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04rows\x18\x05 \x01(\x03\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\"=\n\x0eRunJobResponse\x12+\n\x03run\x18\x01 \x01(\x0b\x32\x1e.workpulse.scheduler.v1.JobRun*Y\n\tAlertType\x12\x1a\n\x16\x41LERT_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41LERT_TYPE_INACTIVE\x10\x01\x12\x17\n\x13\x41LERT_TYPE_OVERTIME\x10\x02\x32\x96\x07\n\x10SchedulerService\x12r\n\x0fGetDailySummary\x12..workpulse.scheduler.v1.GetDailySummaryRequest\x1a/.workpulse.scheduler.v1.GetDailySummaryResponse\x12l\n\rGetUserReport\x12,.workpulse.scheduler.v1.GetUserReportRequest\x1a-.workpulse.scheduler.v1.GetUserReportResponse\x12\x63\n\nListAlerts\x12).workpulse.scheduler.v1.ListAlertsRequest\x1a*.workpulse.scheduler.v1.ListAlertsResponse\x12u\n\x10\x41\x63knowledgeAlert\x12/.workpulse.scheduler.v1.AcknowledgeAlertRequest\x1a\x30.workpulse.scheduler.v1.AcknowledgeAlertResponse\x12t\n\x0f\x45xportSummaries\x12..workpulse.scheduler.v1.ExportSummariesRequest\x1a/.workpulse.scheduler.v1.ExportSummariesResponse0\x01\x12u\n\x10GetAlertSettings\x12/.workpulse.scheduler.v1.GetAlertSettingsRequest\x1a\x30.workpulse.scheduler.v1.GetAlertSettingsResponse\x12~\n\x13UpdateAlertSettings\x12\x32.workpulse.scheduler.v1.UpdateAlertSettingsRequest\x1a\x33.workpulse.scheduler.v1.UpdateAlertSettingsResponse\x12W\n\x06RunJob\x12%.workpulse.scheduler.v1.RunJobRequest\x1a&.workpulse.scheduler.v1.RunJobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&workpulse/scheduler/v1/scheduler.proto\x12\x16workpulse.scheduler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\x08\x41ppUsage\x12\x10\n\x08\x61pp_name\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63tive_seconds\x18\x02 \x01(\x03\"\xd9\x02\n\x0c\x44\x61ilySummary\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x03 \x01(\t\x12\x1a\n\x12total_work_seconds\x18\x04 \x01(\x03\x12\x16\n\x0e\x61\x63tive_seconds\x18\x05 \x01(\x03\x12\x14\n\x0cidle_seconds\x18\x06 \x01(\x03\x12\x1a\n\x12productivity_score\x18\x07 \x01(\x01\x12\x16\n\x0esessions_count\x18\x08 \x01(\x05\x12\x32\n\x08top_apps\x18\t \x03(\x0b\x32 .workpulse.scheduler.v1.AppUsage\x12\x10\n\x08timezone\x18\n \x01(\t\x12/\n\x0b\x63omputed_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x61gent_silent_seconds\x18\x0c \x01(\x03\"\x80\x03\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12/\n\x04type\x18\x05 \x01(\x0e\x32!.workpulse.scheduler.v1.AlertType\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x12\n\nalert_date\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresolved_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61\x63knowledged_by\x18\n \x01(\t\x12\x33\n\x0f\x61\x63knowledged_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cidle_minutes\x18\x0c \x01(\x05\x12\x12\n\nwork_hours\x18\r \x01(\x01\"7\n\x16GetDailySummaryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\"P\n\x17GetDailySummaryResponse\x12\x35\n\x07summary\x18\x01 \x01(\x0b\x32$.workpulse.scheduler.v1.DailySummary\"M\n\x14GetUserReportRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\"\xc0\x02\n\x15GetUserReportResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\x12\x1a\n\x12total_work_seconds\x18\x04 \x01(\x03\x12\x1c\n\x14total_active_seconds\x18\x05 \x01(\x03\x12\x1a\n\x12total_idle_seconds\x18\x06 \x01(\x03\x12\"\n\x1a\x61verage_productivity_score\x18\x07 \x01(\x01\x12\x13\n\x0b\x64\x61ys_worked\x18\x08 \x01(\x05\x12=\n\x0f\x64\x61ily_summaries\x18\t \x03(\x0b\x32$.workpulse.scheduler.v1.DailySummary\x12\"\n\x1atotal_agent_silent_seconds\x18\n \x01(\x03\"-\n\x19ListTodaySummariesRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"U\n\x1aListTodaySummariesResponse\x12\x37\n\tsummaries\x18\x01 \x03(\x0b\x32$.workpulse.scheduler.v1.DailySummary\"\xce\x01\n\x11ListAlertsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12/\n\x04type\x18\x02 \x01(\x0e\x32!.workpulse.scheduler.v1.AlertType\x12\x19\n\x0c\x61\x63knowledged\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nstart_date\x18\x04 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x05 \x01(\t\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\tB\x0f\n\r_acknowledged\"\\\n\x12ListAlertsResponse\x12-\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x1d.workpulse.scheduler.v1.Alert\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x17\x41\x63knowledgeAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"H\n\x18\x41\x63knowledgeAlertResponse\x12,\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x1d.workpulse.scheduler.v1.Alert\"O\n\x16\x45xportSummariesRequest\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\"R\n\x17\x45xportSummariesResponse\x12\x37\n\tsummaries\x18\x01 \x03(\x0b\x32$.workpulse.scheduler.v1.DailySummary\"V\n\rAlertSettings\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x14\n\x0cidle_minutes\x18\x02 \x01(\x05\x12\x16\n\x0eovertime_hours\x18\x03 \x01(\x01\"\x19\n\x17GetAlertSettingsRequest\"S\n\x18GetAlertSettingsResponse\x12\x37\n\x08settings\x18\x01 \x01(\x0b\x32%.workpulse.scheduler.v1.AlertSettings\"J\n\x1aUpdateAlertSettingsRequest\x12\x14\n\x0cidle_minutes\x18\x01 \x01(\x05\x12\x16\n\x0eovertime_hours\x18\x02 \x01(\x01\"V\n\x1bUpdateAlertSettingsResponse\x12\x37\n\x08settings\x18\x01 \x01(\x0b\x32%.workpulse.scheduler.v1.AlertSettings\"H\n\rRunJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcf\x01\n\x06JobRun\x12\x0b\n\x03job\x18\x01 \x01(\t\x12(\n\x04slot\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04rows\x18\x05 \x01(\x03\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\"=\n\x0eRunJobResponse\x12+\n\x03run\x18\x01 \x01(\x0b\x32\x1e.workpulse.scheduler.v1.JobRun*Y\n\tAlertType\x12\x1a\n\x16\x41LERT_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41LERT_TYPE_INACTIVE\x10\x01\x12\x17\n\x13\x41LERT_TYPE_OVERTIME\x10\x02\x32\x93\x08\n\x10SchedulerService\x12r\n\x0fGetDailySummary\x12..workpulse.scheduler.v1.GetDailySummaryRequest\x1a/.workpulse.scheduler.v1.GetDailySummaryResponse\x12l\n\rGetUserReport\x12,.workpulse.scheduler.v1.GetUserReportRequest\x1a-.workpulse.scheduler.v1.GetUserReportResponse\x12{\n\x12ListTodaySummaries\x12\x31.workpulse.scheduler.v1.ListTodaySummariesRequest\x1a\x32.workpulse.scheduler.v1.ListTodaySummariesResponse\x12\x63\n\nListAlerts\x12).workpulse.scheduler.v1.ListAlertsRequest\x1a*.workpulse.scheduler.v1.ListAlertsResponse\x12u\n\x10\x41\x63knowledgeAlert\x12/.workpulse.scheduler.v1.AcknowledgeAlertRequest\x1a\x30.workpulse.scheduler.v1.AcknowledgeAlertResponse\x12t\n\x0f\x45xportSummaries\x12..workpulse.scheduler.v1.ExportSummariesRequest\x1a/.workpulse.scheduler.v1.ExportSummariesResponse0\x01\x12u\n\x10GetAlertSettings\x12/.workpulse.scheduler.v1.GetAlertSettingsRequest\x1a\x30.workpulse.scheduler.v1.GetAlertSettingsResponse\x12~\n\x13UpdateAlertSettings\x12\x32.workpulse.scheduler.v1.UpdateAlertSettingsRequest\x1a\x33.workpulse.scheduler.v1.UpdateAlertSettingsResponse\x12W\n\x06RunJob\x12%.workpulse.scheduler.v1.RunJobRequest\x1a&.workpulse.scheduler.v1.RunJobResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'workpulse.scheduler.v1.scheduler_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALERTTYPE']._serialized_start=2727
-  _globals['_ALERTTYPE']._serialized_end=2816
+  _globals['_ALERTTYPE']._serialized_start=2861
+  _globals['_ALERTTYPE']._serialized_end=2950
   _globals['_APPUSAGE']._serialized_start=99
   _globals['_APPUSAGE']._serialized_end=151
   _globals['_DAILYSUMMARY']._serialized_start=154
@@ -48,34 +48,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETUSERREPORTREQUEST']._serialized_end=1104
   _globals['_GETUSERREPORTRESPONSE']._serialized_start=1107
   _globals['_GETUSERREPORTRESPONSE']._serialized_end=1427
-  _globals['_LISTALERTSREQUEST']._serialized_start=1430
-  _globals['_LISTALERTSREQUEST']._serialized_end=1636
-  _globals['_LISTALERTSRESPONSE']._serialized_start=1638
-  _globals['_LISTALERTSRESPONSE']._serialized_end=1730
-  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=1732
-  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=1775
-  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_start=1777
-  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_end=1849
-  _globals['_EXPORTSUMMARIESREQUEST']._serialized_start=1851
-  _globals['_EXPORTSUMMARIESREQUEST']._serialized_end=1930
-  _globals['_EXPORTSUMMARIESRESPONSE']._serialized_start=1932
-  _globals['_EXPORTSUMMARIESRESPONSE']._serialized_end=2014
-  _globals['_ALERTSETTINGS']._serialized_start=2016
-  _globals['_ALERTSETTINGS']._serialized_end=2102
-  _globals['_GETALERTSETTINGSREQUEST']._serialized_start=2104
-  _globals['_GETALERTSETTINGSREQUEST']._serialized_end=2129
-  _globals['_GETALERTSETTINGSRESPONSE']._serialized_start=2131
-  _globals['_GETALERTSETTINGSRESPONSE']._serialized_end=2214
-  _globals['_UPDATEALERTSETTINGSREQUEST']._serialized_start=2216
-  _globals['_UPDATEALERTSETTINGSREQUEST']._serialized_end=2290
-  _globals['_UPDATEALERTSETTINGSRESPONSE']._serialized_start=2292
-  _globals['_UPDATEALERTSETTINGSRESPONSE']._serialized_end=2378
-  _globals['_RUNJOBREQUEST']._serialized_start=2380
-  _globals['_RUNJOBREQUEST']._serialized_end=2452
-  _globals['_JOBRUN']._serialized_start=2455
-  _globals['_JOBRUN']._serialized_end=2662
-  _globals['_RUNJOBRESPONSE']._serialized_start=2664
-  _globals['_RUNJOBRESPONSE']._serialized_end=2725
-  _globals['_SCHEDULERSERVICE']._serialized_start=2819
-  _globals['_SCHEDULERSERVICE']._serialized_end=3737
+  _globals['_LISTTODAYSUMMARIESREQUEST']._serialized_start=1429
+  _globals['_LISTTODAYSUMMARIESREQUEST']._serialized_end=1474
+  _globals['_LISTTODAYSUMMARIESRESPONSE']._serialized_start=1476
+  _globals['_LISTTODAYSUMMARIESRESPONSE']._serialized_end=1561
+  _globals['_LISTALERTSREQUEST']._serialized_start=1564
+  _globals['_LISTALERTSREQUEST']._serialized_end=1770
+  _globals['_LISTALERTSRESPONSE']._serialized_start=1772
+  _globals['_LISTALERTSRESPONSE']._serialized_end=1864
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=1866
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=1909
+  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_start=1911
+  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_end=1983
+  _globals['_EXPORTSUMMARIESREQUEST']._serialized_start=1985
+  _globals['_EXPORTSUMMARIESREQUEST']._serialized_end=2064
+  _globals['_EXPORTSUMMARIESRESPONSE']._serialized_start=2066
+  _globals['_EXPORTSUMMARIESRESPONSE']._serialized_end=2148
+  _globals['_ALERTSETTINGS']._serialized_start=2150
+  _globals['_ALERTSETTINGS']._serialized_end=2236
+  _globals['_GETALERTSETTINGSREQUEST']._serialized_start=2238
+  _globals['_GETALERTSETTINGSREQUEST']._serialized_end=2263
+  _globals['_GETALERTSETTINGSRESPONSE']._serialized_start=2265
+  _globals['_GETALERTSETTINGSRESPONSE']._serialized_end=2348
+  _globals['_UPDATEALERTSETTINGSREQUEST']._serialized_start=2350
+  _globals['_UPDATEALERTSETTINGSREQUEST']._serialized_end=2424
+  _globals['_UPDATEALERTSETTINGSRESPONSE']._serialized_start=2426
+  _globals['_UPDATEALERTSETTINGSRESPONSE']._serialized_end=2512
+  _globals['_RUNJOBREQUEST']._serialized_start=2514
+  _globals['_RUNJOBREQUEST']._serialized_end=2586
+  _globals['_JOBRUN']._serialized_start=2589
+  _globals['_JOBRUN']._serialized_end=2796
+  _globals['_RUNJOBRESPONSE']._serialized_start=2798
+  _globals['_RUNJOBRESPONSE']._serialized_end=2859
+  _globals['_SCHEDULERSERVICE']._serialized_start=2953
+  _globals['_SCHEDULERSERVICE']._serialized_end=3996
 # @@protoc_insertion_point(module_scope)

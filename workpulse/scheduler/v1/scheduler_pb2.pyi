@@ -293,6 +293,55 @@ class GetUserReportResponse(_message.Message):
 Global___GetUserReportResponse: _TypeAlias = GetUserReportResponse  # noqa: Y015
 
 @_typing.final
+class ListTodaySummariesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """At most 500 UUIDs; empty: every member the caller may see (an employee: themselves).
+        Employees may name only themselves; ids auth does not know in the caller's
+        organization are left out of the answer.
+        """
+
+    def __init__(
+        self,
+        *,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTodaySummariesRequest: _TypeAlias = ListTodaySummariesRequest  # noqa: Y015
+
+@_typing.final
+class ListTodaySummariesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUMMARIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def summaries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DailySummary]:
+        """One per member (zeros when nothing was recorded yet), in user_ids order when given.
+        computed_at is the moment of the computation.
+        """
+
+    def __init__(
+        self,
+        *,
+        summaries: _abc.Iterable[Global___DailySummary] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["summaries", b"summaries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTodaySummariesResponse: _TypeAlias = ListTodaySummariesResponse  # noqa: Y015
+
+@_typing.final
 class ListAlertsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -49,6 +49,11 @@ class SchedulerServiceStub:
                 request_serializer=workpulse_dot_scheduler_dot_v1_dot_scheduler__pb2.GetUserReportRequest.SerializeToString,
                 response_deserializer=workpulse_dot_scheduler_dot_v1_dot_scheduler__pb2.GetUserReportResponse.FromString,
                 _registered_method=True)
+        self.ListTodaySummaries = channel.unary_unary(
+                '/workpulse.scheduler.v1.SchedulerService/ListTodaySummaries',
+                request_serializer=workpulse_dot_scheduler_dot_v1_dot_scheduler__pb2.ListTodaySummariesRequest.SerializeToString,
+                response_deserializer=workpulse_dot_scheduler_dot_v1_dot_scheduler__pb2.ListTodaySummariesResponse.FromString,
+                _registered_method=True)
         self.ListAlerts = channel.unary_unary(
                 '/workpulse.scheduler.v1.SchedulerService/ListAlerts',
                 request_serializer=workpulse_dot_scheduler_dot_v1_dot_scheduler__pb2.ListAlertsRequest.SerializeToString,
@@ -98,6 +103,15 @@ class SchedulerServiceServicer:
 
     def GetUserReport(self, request, context):
         """One user's summaries over an inclusive date range (at most 366 days).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTodaySummaries(self, request, context):
+        """Each member's current local day so far, computed live from the sessions' and the
+        activity's owners (the nightly summary covers only finished days; GetDailySummary
+        and GetUserReport answer today with the same live numbers).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,6 +173,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.GetUserReport,
                     request_deserializer=workpulse_dot_scheduler_dot_v1_dot_scheduler__pb2.GetUserReportRequest.FromString,
                     response_serializer=workpulse_dot_scheduler_dot_v1_dot_scheduler__pb2.GetUserReportResponse.SerializeToString,
+            ),
+            'ListTodaySummaries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTodaySummaries,
+                    request_deserializer=workpulse_dot_scheduler_dot_v1_dot_scheduler__pb2.ListTodaySummariesRequest.FromString,
+                    response_serializer=workpulse_dot_scheduler_dot_v1_dot_scheduler__pb2.ListTodaySummariesResponse.SerializeToString,
             ),
             'ListAlerts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAlerts,
@@ -250,6 +269,33 @@ class SchedulerService:
             '/workpulse.scheduler.v1.SchedulerService/GetUserReport',
             workpulse_dot_scheduler_dot_v1_dot_scheduler__pb2.GetUserReportRequest.SerializeToString,
             workpulse_dot_scheduler_dot_v1_dot_scheduler__pb2.GetUserReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTodaySummaries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workpulse.scheduler.v1.SchedulerService/ListTodaySummaries',
+            workpulse_dot_scheduler_dot_v1_dot_scheduler__pb2.ListTodaySummariesRequest.SerializeToString,
+            workpulse_dot_scheduler_dot_v1_dot_scheduler__pb2.ListTodaySummariesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,11 @@ class SchedulerServiceStub:
     """One user's summary of one local date; zeros when nothing was recorded."""
     GetUserReport: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.GetUserReportRequest, _scheduler_pb2.GetUserReportResponse]
     """One user's summaries over an inclusive date range (at most 366 days)."""
+    ListTodaySummaries: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ListTodaySummariesRequest, _scheduler_pb2.ListTodaySummariesResponse]
+    """Each member's current local day so far, computed live from the sessions' and the
+    activity's owners (the nightly summary covers only finished days; GetDailySummary
+    and GetUserReport answer today with the same live numbers).
+    """
     ListAlerts: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ListAlertsRequest, _scheduler_pb2.ListAlertsResponse]
     """Alerts, newest first, filtered and paged."""
     AcknowledgeAlert: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.AcknowledgeAlertRequest, _scheduler_pb2.AcknowledgeAlertResponse]
@@ -74,6 +79,11 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     """One user's summary of one local date; zeros when nothing was recorded."""
     GetUserReport: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.GetUserReportRequest, _scheduler_pb2.GetUserReportResponse]  # type: ignore[assignment]
     """One user's summaries over an inclusive date range (at most 366 days)."""
+    ListTodaySummaries: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ListTodaySummariesRequest, _scheduler_pb2.ListTodaySummariesResponse]  # type: ignore[assignment]
+    """Each member's current local day so far, computed live from the sessions' and the
+    activity's owners (the nightly summary covers only finished days; GetDailySummary
+    and GetUserReport answer today with the same live numbers).
+    """
     ListAlerts: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ListAlertsRequest, _scheduler_pb2.ListAlertsResponse]  # type: ignore[assignment]
     """Alerts, newest first, filtered and paged."""
     AcknowledgeAlert: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.AcknowledgeAlertRequest, _scheduler_pb2.AcknowledgeAlertResponse]  # type: ignore[assignment]
@@ -115,6 +125,17 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_scheduler_pb2.GetUserReportResponse, _abc.Awaitable[_scheduler_pb2.GetUserReportResponse]]:
         """One user's summaries over an inclusive date range (at most 366 days)."""
+
+    @_abc_1.abstractmethod
+    def ListTodaySummaries(
+        self,
+        request: _scheduler_pb2.ListTodaySummariesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.ListTodaySummariesResponse, _abc.Awaitable[_scheduler_pb2.ListTodaySummariesResponse]]:
+        """Each member's current local day so far, computed live from the sessions' and the
+        activity's owners (the nightly summary covers only finished days; GetDailySummary
+        and GetUserReport answer today with the same live numbers).
+        """
 
     @_abc_1.abstractmethod
     def ListAlerts(
