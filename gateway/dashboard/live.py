@@ -1,7 +1,10 @@
-"""The Live page: every member with their presence, current session and today's total.
+"""The Live page: every member with their presence, current session and today so far.
 
-``GET /ui/live/members`` renders the whole table, ``GET /ui/live/members/{user_id}`` one
-row (the page's module refetches it on that member's events).
+``GET /ui/live/members`` renders the whole table; ``GET /ui/live/rows?ids=a,b`` the named
+members' rows as out-of-band swaps (the page's module asks for the members its events
+named, one request in flight, the rest batched behind it); ``GET /ui/live/members/{id}``
+one row. Every figure is a service's: presence from realtime, sessions from sessions,
+today's totals computed live by the scheduler.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from starlette.routing import BaseRoute, Route
 from gateway.dashboard import reads
 from gateway.dashboard.fragments import guarded
 from gateway.dashboard.templating import Renderer
+from gateway.errors import HTTPError
 from gateway.routes.auth import ROLE_NAME
-from gateway.wire import path_id
+from gateway.wire import path_id, uuid_field
 from workpulse.auth.v1 import auth_pb2
 from workpulse.realtime.v1 import realtime_pb2
+from workpulse.scheduler.v1 import scheduler_pb2
 from workpulse.sessions.v1 import sessions_pb2
 
 ACTIVITY = {
@@ -34,6 +39,7 @@ STATE_LABELS = {
     "online": "Online",
     "offline": "Offline",
 }
+MAX_ROWS = 100  # per batched refresh; the module asks for fewer
 
 
 @dataclass(frozen=True)
@@ -43,12 +49,17 @@ class MemberRow:
     state: str
     session: sessions_pb2.Session | None
     project: str
-    today_seconds: int
+    today: scheduler_pb2.DailySummary
     last_activity: str  # ISO 8601 or ""
 
     @property
     def state_label(self) -> str:
         return STATE_LABELS[self.state]
+
+    @property
+    def today_seconds(self) -> int:
+        """Recorded time today: what the member's agent reported, active or idle."""
+        return self.today.active_seconds + self.today.idle_seconds
 
 
 def state_of(found: realtime_pb2.UserPresence | None) -> str:
@@ -62,7 +73,7 @@ def row_of(
     presence: realtime_pb2.UserPresence | None,
     session: sessions_pb2.Session | None,
     projects: dict[str, str],
-    today: int,
+    today: scheduler_pb2.DailySummary | None,
 ) -> MemberRow:
     last = ""
     if session is not None and session.HasField("last_activity_at"):
@@ -70,37 +81,59 @@ def row_of(
     elif presence is not None and presence.HasField("last_activity_at"):
         last = presence.last_activity_at.ToDatetime().isoformat() + "Z"
     project = projects.get(session.project_id, "") if session is not None and session.project_id else ""
-    return MemberRow(member, ROLE_NAME.get(member.role, ""), state_of(presence), session, project, today, last)
+    role = ROLE_NAME.get(member.role, "")
+    found = today or scheduler_pb2.DailySummary(user_id=member.id)
+    return MemberRow(member, role, state_of(presence), session, project, found, last)
+
+
+async def rows_of(request: Request, found: list[auth_pb2.User]) -> list[MemberRow]:
+    """The members' rows, from one read of each service (whatever their number)."""
+    online, active, projects, today = await asyncio.gather(
+        reads.presence(request),
+        reads.active_sessions(request),
+        reads.project_names(request),
+        reads.today(request, [m.id for m in found]),
+    )
+    return [row_of(m, online.get(m.id), active.get(m.id), projects, today.get(m.id)) for m in found]
+
+
+async def visible(request: Request, user_id: str) -> auth_pb2.User | None:
+    """The member when the caller may see them; None when auth refuses or knows nobody."""
+    try:
+        return await reads.user(request, user_id)
+    except HTTPError as exc:
+        if exc.status in (403, 404):
+            return None
+        raise
+
+
+def named_ids(request: Request) -> list[str]:
+    raw = [part for part in request.query_params.get("ids", "").split(",") if part]
+    if not raw or len(raw) > MAX_ROWS:
+        raise HTTPError(400, f"ids: between 1 and {MAX_ROWS} comma-separated user ids")
+    return list(dict.fromkeys(uuid_field(part, "ids") for part in raw))
 
 
 def routes(renderer: Renderer) -> list[BaseRoute]:
     async def table(request: Request) -> Response:
-        caller, found, online, active, projects = await asyncio.gather(
-            reads.me(request),
-            reads.members(request),
-            reads.presence(request),
-            reads.active_sessions(request),
-            reads.project_names(request),
-        )
-        today = await reads.today_by_member(request, found)
-        rows = [row_of(m, online.get(m.id), active.get(m.id), projects, today[m.id]) for m in found]
+        caller, found = await asyncio.gather(reads.me(request), reads.members(request))
+        rows = await rows_of(request, found)
         rows.sort(key=lambda r: (r.state == "offline", r.user.name.lower()))
         own_only = ROLE_NAME.get(caller.role) == "employee"
         return renderer.render(request, "live/_table.html", rows=rows, own_only=own_only)
 
+    async def batch(request: Request) -> Response:
+        members = await asyncio.gather(*(visible(request, user_id) for user_id in named_ids(request)))
+        rows = await rows_of(request, [m for m in members if m is not None])
+        return renderer.render(request, "live/_rows.html", rows=rows)
+
     async def row(request: Request) -> Response:
-        user_id = path_id(request, "user_id")
-        member = await reads.user(request, user_id)
-        online, active, projects, today = await asyncio.gather(
-            reads.presence(request),
-            reads.active_sessions(request),
-            reads.project_names(request),
-            reads.today_seconds(request, member),
-        )
-        found = row_of(member, online.get(user_id), active.get(user_id), projects, today)
+        member = await reads.user(request, path_id(request, "user_id"))
+        [found] = await rows_of(request, [member])
         return renderer.render(request, "live/_row.html", row=found)
 
     return [
         Route("/ui/live/members", guarded(renderer, table), methods=["GET"]),
+        Route("/ui/live/rows", guarded(renderer, batch), methods=["GET"]),
         Route("/ui/live/members/{user_id}", guarded(renderer, row), methods=["GET"]),
     ]

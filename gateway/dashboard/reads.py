@@ -4,10 +4,7 @@ with the caller's own token (``gateway.rpc.call``): the services scope every ans
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.requests import Request
 
 from gateway.routes.sessions import sessions_stub
@@ -18,6 +15,7 @@ from workpulse.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from workpulse.sessions.v1 import sessions_pb2
 
 PAGE = 200
+TODAY_BATCH = 500  # ListTodaySummaries' limit
 
 
 def auth(request: Request) -> auth_pb2_grpc.AuthServiceAsyncStub:
@@ -75,32 +73,17 @@ async def project_names(request: Request) -> dict[str, str]:
     return {p.id: p.name for p in reply.projects}
 
 
-def local_midnight(zone: str, now: datetime | None = None) -> Timestamp:
-    """The start of today in ``zone`` (UTC when unknown), as a Timestamp."""
-    try:
-        tz = ZoneInfo(zone) if zone else UTC
-    except (ZoneInfoNotFoundError, ValueError):
-        tz = UTC
-    local = (now or datetime.now(UTC)).astimezone(tz)
-    stamp = Timestamp()
-    stamp.FromDatetime(local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC))
-    return stamp
-
-
-async def today_seconds(request: Request, member: auth_pb2.User) -> int:
-    """Seconds recorded today (the member's local day) in the sessions started today: the
-    sessions service's own totals, read live. (The nightly summary of ``/reports/daily``
-    only covers finished days.)"""
-    message = sessions_pb2.ListSessionsRequest(
-        user_id=member.id, started_from=local_midnight(member.timezone), page_size=PAGE
+async def today(request: Request, user_ids: list[str]) -> dict[str, scheduler_pb2.DailySummary]:
+    """Each member's today so far, computed live by the scheduler (``GET /reports/today``'s
+    RPC), in batches of the most it takes."""
+    chunks = [user_ids[i : i + TODAY_BATCH] for i in range(0, len(user_ids), TODAY_BATCH)]
+    replies = await asyncio.gather(
+        *(
+            call(request, scheduler(request).ListTodaySummaries, scheduler_pb2.ListTodaySummariesRequest(user_ids=c))
+            for c in chunks
+        )
     )
-    reply = await call(request, sessions_stub(request).ListSessions, message)
-    return sum(s.total_active_seconds + s.total_idle_seconds for s in reply.sessions)
-
-
-async def today_by_member(request: Request, found: list[auth_pb2.User]) -> dict[str, int]:
-    totals = await asyncio.gather(*(today_seconds(request, m) for m in found))
-    return {m.id: t for m, t in zip(found, totals, strict=True)}
+    return {s.user_id: s for reply in replies for s in reply.summaries}
 
 
 async def open_alerts(request: Request, user_id: str = "") -> list[scheduler_pb2.Alert]:

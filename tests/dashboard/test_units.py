@@ -3,14 +3,11 @@ the policy form, and which requests a page answers."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from gateway.dashboard.agent_policy import apply_form
 from gateway.dashboard.formats import duration
 from gateway.dashboard.live import state_of
-from gateway.dashboard.reads import local_midnight
 from gateway.dashboard.reports import chart_data
 from gateway.dashboard.routing import wants_page
 from gateway.errors import HTTPError
@@ -48,12 +45,6 @@ def test_the_chart_has_every_day_of_the_range() -> None:
         "active": [0, 60, 0],
         "idle": [0, 30, 0],
     }
-
-
-def test_local_midnight_is_in_the_members_zone() -> None:
-    now = datetime(2026, 3, 1, 2, 30, tzinfo=UTC)  # still 28 February in New York
-    assert local_midnight("America/New_York", now).ToDatetime(tzinfo=UTC) == datetime(2026, 2, 28, 5, tzinfo=UTC)
-    assert local_midnight("Not/AZone", now).ToDatetime(tzinfo=UTC) == datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def test_the_policy_form_sets_clears_and_keeps() -> None:

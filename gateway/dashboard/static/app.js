@@ -139,19 +139,37 @@ document.addEventListener("htmx:afterRequest", (event) => {
 let lastEventId = null;
 let socket = null;
 let backoff = 500;
-const pendingRows = new Map();
+// Rows to refresh: the members named by events, fetched in one request while none is in
+// flight (the ones named meanwhile wait for it and go together), so a busy organization
+// costs a request per round trip, not per event.
+const dirtyRows = new Set();
+let rowsInFlight = false;
+const ROWS_PER_REQUEST = 100;
+
+function refreshRows() {
+  if (rowsInFlight || dirtyRows.size === 0) return;
+  if (!document.getElementById("live-members")) { dirtyRows.clear(); return; }
+  const ids = [];
+  for (const userId of dirtyRows) {
+    if (!document.getElementById(`member-${userId}`)) {
+      // Someone the table does not show yet (a new member): the whole table again.
+      dirtyRows.clear();
+      htmx.trigger(body, "wp:resync");
+      return;
+    }
+    ids.push(userId);
+    if (ids.length === ROWS_PER_REQUEST) break;
+  }
+  for (const userId of ids) dirtyRows.delete(userId);
+  rowsInFlight = true;
+  const done = () => { rowsInFlight = false; refreshRows(); };
+  htmx.ajax("GET", `/ui/live/rows?ids=${ids.map(encodeURIComponent).join(",")}`, { target: "#live-members", swap: "none" })
+    .then(done, done);
+}
 
 function refetchMember(userId) {
-  if (pendingRows.has(userId)) return;
-  pendingRows.set(userId, setTimeout(() => {
-    pendingRows.delete(userId);
-    const row = document.getElementById(`member-${userId}`);
-    if (row) {
-      htmx.ajax("GET", `/ui/live/members/${encodeURIComponent(userId)}`, { target: row, swap: "outerHTML" });
-    } else if (document.getElementById("live-members")) {
-      htmx.trigger(body, "wp:resync");
-    }
-  }, 60));
+  dirtyRows.add(userId);
+  refreshRows();
 }
 
 function onFrame(frame) {
