@@ -59,6 +59,7 @@ class AgentPolicyBody(Body):
     agentSilenceSeconds: WholeNumber | None = Field(
         None, ge=30, le=86_400, description="an open session whose agent sent nothing this long is agent-silent"
     )
+    shareCurrentApp: bool | None = Field(None, description="whether managers see the member's current app live")
 
 
 class UserAgentPolicyBody(Body):

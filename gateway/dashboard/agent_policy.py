@@ -17,7 +17,7 @@ from workpulse.ingest.v1 import ingest_pb2 as pb
 from workpulse.ingest.v1 import ingest_pb2_grpc
 
 NUMBERS = ("idle_threshold_seconds", "agent_silence_seconds")
-SWITCHES = ("collect_titles", "collect_urls")
+SWITCHES = ("collect_titles", "collect_urls", "share_current_app")
 
 
 def _stub(request: Request) -> ingest_pb2_grpc.IngestServiceAsyncStub:

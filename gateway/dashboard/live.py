@@ -51,6 +51,7 @@ class MemberRow:
     project: str
     today: scheduler_pb2.DailySummary
     last_activity: str  # ISO 8601 or ""
+    app: str  # "" when unknown or the organization's policy does not share it
 
     @property
     def state_label(self) -> str:
@@ -83,13 +84,15 @@ def row_of(
     project = projects.get(session.project_id, "") if session is not None and session.project_id else ""
     role = ROLE_NAME.get(member.role, "")
     found = today or scheduler_pb2.DailySummary(user_id=member.id)
-    return MemberRow(member, role, state_of(presence), session, project, found, last)
+    app = presence.current_app if presence is not None and session is not None else ""
+    return MemberRow(member, role, state_of(presence), session, project, found, last, app)
 
 
-async def rows_of(request: Request, found: list[auth_pb2.User]) -> list[MemberRow]:
-    """The members' rows, from one read of each service (whatever their number)."""
+async def rows_of(request: Request, found: list[auth_pb2.User], *, few: bool = False) -> list[MemberRow]:
+    """The members' rows, from one read of each service (whatever their number); ``few``
+    rows read only their members' presence."""
     online, active, projects, today = await asyncio.gather(
-        reads.presence(request),
+        reads.presence(request, [m.id for m in found] if few else None),
         reads.active_sessions(request),
         reads.project_names(request),
         reads.today(request, [m.id for m in found]),
@@ -124,12 +127,12 @@ def routes(renderer: Renderer) -> list[BaseRoute]:
 
     async def batch(request: Request) -> Response:
         members = await asyncio.gather(*(visible(request, user_id) for user_id in named_ids(request)))
-        rows = await rows_of(request, [m for m in members if m is not None])
+        rows = await rows_of(request, [m for m in members if m is not None], few=True)
         return renderer.render(request, "live/_rows.html", rows=rows)
 
     async def row(request: Request) -> Response:
         member = await reads.user(request, path_id(request, "user_id"))
-        [found] = await rows_of(request, [member])
+        [found] = await rows_of(request, [member], few=True)
         return renderer.render(request, "live/_row.html", row=found)
 
     return [

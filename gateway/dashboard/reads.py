@@ -58,8 +58,10 @@ async def members(request: Request) -> list[auth_pb2.User]:
             return found
 
 
-async def presence(request: Request) -> dict[str, realtime_pb2.UserPresence]:
-    reply = await call(request, realtime(request).GetPresence, realtime_pb2.GetPresenceRequest())
+async def presence(request: Request, user_ids: list[str] | None = None) -> dict[str, realtime_pb2.UserPresence]:
+    """Who is online (only ``user_ids`` when given: realtime reads just those)."""
+    message = realtime_pb2.GetPresenceRequest(user_ids=user_ids or [])
+    reply = await call(request, realtime(request).GetPresence, message)
     return {p.user_id: p for p in reply.users}
 
 

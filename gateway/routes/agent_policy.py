@@ -33,6 +33,7 @@ _SCALARS = {
     "collectTitles": "collect_titles",
     "collectUrls": "collect_urls",
     "agentSilenceSeconds": "agent_silence_seconds",
+    "shareCurrentApp": "share_current_app",
 }
 _FIELDS = {"app": pb.AGENT_FIELD_APP, "title": pb.AGENT_FIELD_TITLE, "url": pb.AGENT_FIELD_URL}
 _FIELD_NAMES = {value: name for name, value in _FIELDS.items()}

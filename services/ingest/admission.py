@@ -37,11 +37,13 @@ _ACTIVITY_TYPE_SET = frozenset(ACTIVITY_TYPES)
 @dataclass(frozen=True, slots=True)
 class EventCollection:
     """What the caller's agent policy lets leave the device (the server drops the rest,
-    whatever an agent sends), and that policy's version."""
+    whatever an agent sends), whether managers see the app of their latest activity
+    (ACTIVITY_RECORDED's appName), and that policy's version."""
 
     titles: bool = True
     urls: bool = True
     policy_version: int = 0
+    share_current_app: bool = True
 
 
 def collected(batch: IncomingBatch, collection: EventCollection) -> IncomingBatch:

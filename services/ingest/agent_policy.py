@@ -39,6 +39,8 @@ RANGES = {
     "idle_sample_seconds": (1, 60),
     "agent_silence_seconds": (30, 86_400),
 }
+# The yes/no settings (stored as JSON booleans; a document without one inherits it).
+SWITCHES = ("collect_titles", "collect_urls", "share_current_app")
 # Files of a zoneinfo directory that load as zones but name the host's settings.
 _HOST_FILES = frozenset({"localtime", "posixrules"})
 _HH_MM = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
@@ -79,6 +81,7 @@ class AgentPolicy:
     redact_rules: tuple[AgentRule, ...] = ()
     tracking_hours: TrackingHours | None = None
     agent_silence_seconds: int | None = None
+    share_current_app: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,7 @@ class EffectivePolicy:
     redact_rules: tuple[AgentRule, ...]
     tracking_hours: TrackingHours | None  # None: always
     agent_silence_seconds: int
+    share_current_app: bool  # whether managers see the app of the member's latest activity
 
 
 PRODUCT_DEFAULTS = EffectivePolicy(
@@ -106,6 +110,7 @@ PRODUCT_DEFAULTS = EffectivePolicy(
     redact_rules=(),
     tracking_hours=None,
     agent_silence_seconds=120,
+    share_current_app=True,
 )
 
 
@@ -125,6 +130,7 @@ def merged(base: EffectivePolicy, over: AgentPolicy) -> EffectivePolicy:
         redact_rules=base.redact_rules + over.redact_rules,
         tracking_hours=_pick(over.tracking_hours, base.tracking_hours),
         agent_silence_seconds=_pick(over.agent_silence_seconds, base.agent_silence_seconds),
+        share_current_app=_pick(over.share_current_app, base.share_current_app),
     )
 
 
@@ -146,11 +152,14 @@ class OrganizationPolicy:
         organization = merged(PRODUCT_DEFAULTS, self.defaults)
         return merged(organization, self.users.get(user_id, _NOTHING))
 
-    def collects(self, user_id: str) -> tuple[bool, bool]:
-        """(titles, urls) for ``user_id``: the hot path's part of :meth:`effective`."""
+    def collects(self, user_id: str) -> tuple[bool, bool, bool]:
+        """(titles, urls, current app shared) for ``user_id``: the hot path's part of
+        :meth:`effective` (three lookups, not a merge of every field and rule list)."""
         own, org = self.users.get(user_id, _NOTHING), self.defaults
         titles = _pick(own.collect_titles, _pick(org.collect_titles, PRODUCT_DEFAULTS.collect_titles))
-        return titles, _pick(own.collect_urls, _pick(org.collect_urls, PRODUCT_DEFAULTS.collect_urls))
+        urls = _pick(own.collect_urls, _pick(org.collect_urls, PRODUCT_DEFAULTS.collect_urls))
+        app = _pick(own.share_current_app, _pick(org.share_current_app, PRODUCT_DEFAULTS.share_current_app))
+        return titles, urls, app
 
     @property
     def agent_silence_seconds(self) -> int:
@@ -265,7 +274,7 @@ def _rule_json(rule: AgentRule) -> dict[str, str]:
 
 def policy_json(policy: AgentPolicy) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for name in (*RANGES, "collect_titles", "collect_urls"):
+    for name in (*RANGES, *SWITCHES):
         if (value := getattr(policy, name)) is not None:
             found[name] = value
     if policy.drop_rules:
@@ -310,6 +319,7 @@ def policy_from_json(raw: Mapping[str, Any]) -> AgentPolicy:
             ),
         ),
         agent_silence_seconds=raw.get("agent_silence_seconds"),
+        share_current_app=raw.get("share_current_app"),
     )
 
 

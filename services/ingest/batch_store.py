@@ -33,6 +33,8 @@ class ActivityWrite:
 
     window: SessionWindow
     events: list[NewEvent]
+    # Whether the caller's policy shares their current app; not unless it says so.
+    share_app: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,11 @@ class _TenantWrite:
         self._org = organization_id
         self._writes = writes
         self._windows = {w.window.session_id: w.window for w in writes}
+        # A session's writes in one commit are one user's; should a policy change fall
+        # between them, the app is shared only when every one of them allows it.
+        self._shares: dict[str, bool] = {}
+        for w in writes:
+            self._shares[w.window.session_id] = self._shares.get(w.window.session_id, True) and w.share_app
         self._rows = sorted(
             (
                 (w.window.session_id, w.window.user_id, e)
@@ -142,7 +149,7 @@ class _TenantWrite:
             if every or (session_id, *event.key) in stored:
                 new_by_session[session_id].append(event)
         deltas = [d for sid, new in new_by_session.items() if (d := totals_delta(windows[sid], new))]
-        recorded = [_recorded_event(d) for d in deltas]
+        recorded = [_recorded_event(d, self._shares[d.session_id]) for d in deltas]
         ids = await log.record_outbox(org, deltas, recorded)
         return stored, refused, [PendingHandoff(ids[d.session_id], d) for d in deltas]
 
@@ -209,8 +216,9 @@ async def _reconnecting(work: Callable[[], Awaitable[T]], attempts: int = 3) -> 
     raise AssertionError("unreachable")
 
 
-def _recorded_event(delta: TotalsDelta) -> dict[str, object]:
-    """The ACTIVITY_RECORDED event of a write, one per session and transaction."""
+def _recorded_event(delta: TotalsDelta, share_app: bool) -> dict[str, object]:
+    """The ACTIVITY_RECORDED event of a write, one per session and transaction; its
+    ``appName`` (the latest event's app) null unless the user's policy shares it."""
     return {
         "sessionId": delta.session_id,
         "userId": delta.user_id,
@@ -218,4 +226,5 @@ def _recorded_event(delta: TotalsDelta) -> dict[str, object]:
         "activeSeconds": delta.active_seconds,
         "idleSeconds": delta.idle_seconds,
         "lastActivityAt": delta.last_activity_at.isoformat(),
+        "appName": delta.last_app_name if share_app else None,
     }

@@ -291,6 +291,9 @@ class TotalsDelta:
     # When the last active event ended (its timestamp plus its duration): the user's last
     # input as far as the server knows; None when the events were all idle.
     last_active_at: datetime | None = None
+    # The app of the latest event (by timestamp), for ACTIVITY_RECORDED where the user's
+    # policy shares it; not part of the hand-off (sessions keeps no app).
+    last_app_name: str | None = None
 
     def payload(self) -> dict[str, object]:
         return {
@@ -366,7 +369,7 @@ def totals_delta(window: SessionWindow, stored: Sequence[NewEvent]) -> TotalsDel
     if not stored:
         return None
     active = idle = 0
-    latest = stored[0].timestamp
+    latest, app = stored[0].timestamp, stored[0].app_name
     last_active: datetime | None = None
     for e in stored:  # one pass (a commit's events, thousands): not one per sum
         if e.activity_type == "active":
@@ -377,7 +380,7 @@ def totals_delta(window: SessionWindow, stored: Sequence[NewEvent]) -> TotalsDel
         elif e.activity_type == "idle":
             idle += e.duration_seconds
         if e.timestamp > latest:
-            latest = e.timestamp
+            latest, app = e.timestamp, e.app_name
     return TotalsDelta(
         organization_id=window.organization_id,
         session_id=window.session_id,
@@ -387,4 +390,5 @@ def totals_delta(window: SessionWindow, stored: Sequence[NewEvent]) -> TotalsDel
         last_activity_at=latest,
         event_count=len(stored),
         last_active_at=last_active,
+        last_app_name=app,
     )

@@ -77,10 +77,10 @@ class AgentPolicyCache:
         self._entries[organization_id] = (self._clock() + self._ttl, policy)
 
     async def collection(self, organization_id: str, user_id: str) -> EventCollection:
-        """What ``user_id``'s policy lets ingest store, with the policy's version."""
+        """What ``user_id``'s policy lets ingest store and share, with the policy's version."""
         policy = await self.policy(organization_id)
-        titles, urls = policy.collects(user_id)
-        return EventCollection(titles, urls, policy.version)
+        titles, urls, app = policy.collects(user_id)
+        return EventCollection(titles, urls, policy.version, share_current_app=app)
 
     def known_version(self, organization_id: str) -> int:
         """The version held (however old), 0 when none: for answers that read nothing."""

@@ -26,6 +26,7 @@ _Scalar = Literal[
     "collect_titles",
     "collect_urls",
     "agent_silence_seconds",
+    "share_current_app",
 ]
 _SCALARS: tuple[_Scalar, ...] = get_args(_Scalar)
 

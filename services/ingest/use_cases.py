@@ -37,7 +37,7 @@ class SessionDirectory(Protocol):
 
 
 class EventWriter(Protocol):
-    async def write(self, window: SessionWindow, events: list[NewEvent]) -> WriteResult: ...
+    async def write(self, window: SessionWindow, events: list[NewEvent], *, share_app: bool = False) -> WriteResult: ...
 
 
 class SessionBounds(Protocol):
@@ -54,7 +54,7 @@ class CollectionPolicy(Protocol):
     """The callers' agent policies, as far as storing their events goes."""
 
     async def collection(self, organization_id: str, user_id: str) -> EventCollection:
-        """What the user's policy lets ingest store, and the policy's version."""
+        """What the user's policy lets ingest store and share, and the policy's version."""
 
     def known_version(self, organization_id: str) -> int:
         """The last version read (0: none yet), for answers that read nothing."""
@@ -81,7 +81,7 @@ async def _admit(
     *,
     require_timestamp: bool,
     clock: AgentClock | None = None,
-) -> tuple[SessionWindow, IncomingBatch, Admission, int]:
+) -> tuple[SessionWindow, IncomingBatch, Admission, EventCollection]:
     if not len(events):
         raise InvalidArgument("events: at least one event is required", field="events")
     if len(events) > MAX_BATCH_EVENTS:
@@ -112,16 +112,16 @@ async def _admit(
             admission = admit(
                 batch, window, now=ingest.clock(), skew=skew, require_timestamp=require_timestamp, collection=collection
             )
-    return window, batch, admission, collection.policy_version
+    return window, batch, admission, collection
 
 
 async def _store(
-    ingest: Ingest, window: SessionWindow, size: int, admission: Admission, policy_version: int
+    ingest: Ingest, window: SessionWindow, size: int, admission: Admission, collection: EventCollection
 ) -> BatchOutcome:
     not_accepted = [*admission.rejected, *admission.repeated]
     events, indices = admission.events, admission.indices
     if events:
-        result = await ingest.writer.write(window, events)
+        result = await ingest.writer.write(window, events, share_app=collection.share_current_app)
         # Normally every admitted event was new: then no event needs looking at again.
         if result.refused or len(result.stored) < len(events):
             for index, event in zip(indices, events, strict=True):
@@ -139,7 +139,13 @@ async def _store(
             totals = None  # its events were stored by an earlier attempt
     not_accepted.sort(key=lambda o: o.index)
     return BatchOutcome(
-        size, not_accepted, events, indices, totals, totals_pending=totals is None, policy_version=policy_version
+        size,
+        not_accepted,
+        events,
+        indices,
+        totals,
+        totals_pending=totals is None,
+        policy_version=collection.policy_version,
     )
 
 
@@ -152,18 +158,18 @@ async def record_batch(
 ) -> BatchOutcome:
     """Each event accepted, a duplicate, or rejected with a reason; totals include the
     accepted. ``clock``: the sending agent's, when its stream measures it."""
-    window, batch, admission, version = await _admit(
+    window, batch, admission, collection = await _admit(
         ingest, caller, session_id, events, require_timestamp=True, clock=clock
     )
-    return await _store(ingest, window, len(batch), admission, version)
+    return await _store(ingest, window, len(batch), admission, collection)
 
 
 async def record_event(ingest: Ingest, caller: Principal, session_id: str, event: IncomingEvent) -> BatchOutcome:
     """One event (stamped by the server when it has no timestamp); a rejection fails the call."""
-    window, _, admission, version = await _admit(ingest, caller, session_id, [event], require_timestamp=False)
+    window, _, admission, collection = await _admit(ingest, caller, session_id, [event], require_timestamp=False)
     if admission.rejected:
         _refuse(admission.rejected[0], event)
-    outcome = await _store(ingest, window, 1, admission, version)
+    outcome = await _store(ingest, window, 1, admission, collection)
     if outcome.not_accepted and outcome.not_accepted[0].status is EventStatus.REJECTED:
         _refuse(outcome.not_accepted[0], event)
     return outcome

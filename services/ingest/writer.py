@@ -33,8 +33,10 @@ class ActivityWriter:
             max_concurrent=max_concurrent,
         )
 
-    async def write(self, window: SessionWindow, events: list[NewEvent]) -> WriteResult:
-        return await self._group.submit(None, ActivityWrite(window, events))
+    async def write(self, window: SessionWindow, events: list[NewEvent], *, share_app: bool = False) -> WriteResult:
+        """``share_app``: whether the caller's policy shares their current app (the
+        ACTIVITY_RECORDED of the write names it)."""
+        return await self._group.submit(None, ActivityWrite(window, events, share_app))
 
     async def _commit(self, _: None, writes: list[ActivityWrite]) -> StoredBatch:
         stored = await self._store.store(writes)

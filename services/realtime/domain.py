@@ -100,6 +100,10 @@ class ActivityState:
     position of its ACTIVITY_RECORDED, or of a SESSION_UPDATE whose totals grew), or its
     start: the anchor of agent silence. The server's receipt, not the events' own
     timestamps: an agent that records but cannot deliver is silent to everyone watching.
+
+    ``current_app`` is the ``appName`` of the session's latest ACTIVITY_RECORDED: None when
+    its organization's policy does not share it (ingest then sends null), or the latest
+    event had no app; it goes with the session (a stop or a new session clears it).
     """
 
     session_id: str | None = None
@@ -108,6 +112,7 @@ class ActivityState:
     total_active_seconds: int = 0
     total_idle_seconds: int = 0
     contact_ms: int | None = None
+    current_app: str | None = None
 
     @property
     def contact_at(self) -> str | None:
@@ -124,6 +129,7 @@ class ActivityState:
                 "totalIdle": self.total_idle_seconds,
                 "contactMs": self.contact_ms,
                 "contactAt": self.contact_at,
+                "currentApp": self.current_app,
             }
         )
 
@@ -132,7 +138,7 @@ class ActivityState:
         if not raw:
             return cls()
         d = json.loads(raw)
-        contact = d.get("contactMs")
+        contact, app = d.get("contactMs"), d.get("currentApp")  # absent in states stored before it
         return cls(
             d.get("sessionId"),
             bool(d.get("active")),
@@ -140,6 +146,7 @@ class ActivityState:
             d["totalActive"],
             d["totalIdle"],
             int(contact) if isinstance(contact, int | float) else None,
+            app if isinstance(app, str) and app else None,
         )
 
 
@@ -162,15 +169,21 @@ def next_activity(state: ActivityState, event: Event) -> ActivityState | None:
     after it, and may arrive once the user works in a newer session. SESSION_STARTED and
     SESSION_STOPPED read as SESSION_UPDATE (their payload is its). INACTIVE_ALERT means idle.
     Activity arriving for the current session (ACTIVITY_RECORDED, growing totals) and the
-    session's start are contact (see :class:`ActivityState`).
+    session's start are contact (see :class:`ActivityState`); the current session's
+    ACTIVITY_RECORDED also sets its current app (cleared by one whose appName is null).
     """
     if event.type == INACTIVE_ALERT:
         return replace(state, active=False)
     if event.type == ACTIVITY_RECORDED:
-        recorded = event.data().get("sessionId")
-        if state.session_id is None or recorded != state.session_id:
+        data = event.data()
+        if state.session_id is None or data.get("sessionId") != state.session_id:
             return None  # another session's upload says nothing of the open one's agent
-        return replace(state, contact_ms=max(state.contact_ms or 0, event.position[0]))
+        app = data.get("appName")
+        return replace(
+            state,
+            contact_ms=max(state.contact_ms or 0, event.position[0]),
+            current_app=app if isinstance(app, str) and app else None,
+        )
     if event.type not in SESSION_EVENTS:
         return None
     data = event.data()
@@ -189,7 +202,7 @@ def next_activity(state: ActivityState, event: Event) -> ActivityState | None:
     active = True if grew_active else (False if grew_idle else state.active)
     last = event.timestamp if grew_active or grew_idle else state.last_activity_at
     contact = max(state.contact_ms or 0, event.position[0]) if grew_active or grew_idle else state.contact_ms
-    return ActivityState(session, active, last, active_total, idle_total, contact)
+    return ActivityState(session, active, last, active_total, idle_total, contact, state.current_app)
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,15 +184,19 @@ class PresenceStore:
             published += [str(i) for i in await self._sweep(keys=keys, args=[now, org, self._maxlen, ts])]
         return published
 
-    async def online(self, org: str, user: str | None = None) -> list[UserPresence]:
-        """Who of ``org`` is online (only ``user`` when given), with connections, activity
-        and whether their open session's agent is silent."""
+    async def online(self, org: str, only: Sequence[str] | None = None) -> list[UserPresence]:
+        """Who of ``org`` is online (of ``only`` when given: just those are read, never
+        the whole organization), with connections, activity and whether their open
+        session's agent is silent."""
         online_key = self._key(org, "online")
-        if user is None:
+        if only is None:
             since = cast(dict[str, str], await self._client.hgetall(online_key))
+        elif only:
+            wanted = sorted(set(only))
+            found = cast(list[str | None], await self._client.hmget(online_key, wanted))
+            since = {u: at for u, at in zip(wanted, found, strict=True) if at}
         else:
-            found = cast(str | None, await self._client.hget(online_key, user))
-            since = {user: found} if found else {}
+            return []
         users = sorted(since)
         if not users:
             return []

@@ -36,7 +36,7 @@ class RealtimeServicer(pb_grpc.RealtimeServiceServicer):
 
     async def GetPresence(self, request: pb.GetPresenceRequest, context: object) -> pb.GetPresenceResponse:
         with store_errors():
-            users = await use_cases.get_presence(self._rt, principal())
+            users = await use_cases.get_presence(self._rt, principal(), user_ids=request.user_ids)
         return pb.GetPresenceResponse(users=[_presence(u) for u in users])
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: object) -> pb.HeartbeatResponse:
@@ -129,4 +129,5 @@ def _presence(u: UserPresence) -> pb.UserPresence:
         last_activity_at=_timestamp(u.activity.last_activity_at),
         last_agent_contact_at=_timestamp(u.activity.contact_at if u.activity.session_id else None),
         agent_silence_seconds=u.agent_silence_seconds,
+        current_app=(u.activity.current_app or "") if u.activity.session_id else "",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from services.realtime.domain import Event, Keepalive, Ready, Resync, StreamItem, Viewer, parse_stream_id
@@ -15,6 +15,7 @@ from workpulse.errors import InvalidArgument, PermissionDenied, Unauthenticated,
 from workpulse.identity import Principal
 
 MAX_CONNECTION_ID = 128
+MAX_PRESENCE_USERS = 500  # GetPresenceRequest.user_ids
 REPLAY_CHUNK = 100
 STARTUP_WAIT_SECONDS = 5.0
 
@@ -109,9 +110,27 @@ def _after(events: list[Event], boundary: tuple[int, int]) -> list[Event]:
     return [e for e in events if e.position > boundary]
 
 
-async def get_presence(rt: Realtime, caller: Principal) -> list[UserPresence]:
+def _uuid(value: str, name: str) -> str:
+    """``value`` in canonical form (ids compare as stored); INVALID_ARGUMENT naming ``name``."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument(f"{name}: must be a UUID", field=name) from None
+
+
+async def get_presence(rt: Realtime, caller: Principal, *, user_ids: Sequence[str] = ()) -> list[UserPresence]:
+    """The caller's audience online, only ``user_ids`` when given. An employee's audience
+    is themselves; an id of someone outside it is left out like one of nobody, so the
+    answer never tells whether another tenant's (or member's) id exists."""
     viewer = viewer_of(caller)
-    return await rt.presence.store.online(viewer.organization_id, None if viewer.sees_organization else viewer.user_id)
+    if len(user_ids) > MAX_PRESENCE_USERS:
+        raise InvalidArgument(f"user_ids: at most {MAX_PRESENCE_USERS} ids", field="user_ids")
+    named = [_uuid(u, "user_ids") for u in user_ids]
+    if viewer.sees_organization:
+        only = named or None
+    else:
+        only = [viewer.user_id] if not named or viewer.user_id in named else []
+    return await rt.presence.store.online(viewer.organization_id, only)
 
 
 def _lease_owner(caller: Principal, user_id: str, organization_id: str) -> tuple[str, str]:

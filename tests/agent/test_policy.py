@@ -67,6 +67,7 @@ def test_from_the_servers_answer_and_back_through_json() -> None:
                 timezone="Europe/Paris", windows=[pb.TrackingWindow(weekdays=[1, 2], start="08:00", end="18:30")]
             ),
             agent_silence_seconds=90,
+            share_current_app=False,  # the server applies it; the agent reads past it
         ),
     )
     policy = Policy.from_proto(reply)

@@ -55,6 +55,7 @@ async def test_agent_activity_turns_the_member_active_and_a_stop_shows(
         await agent.send(session_id, active=120)
         await expect(member.locator(".state")).to_have_text("Active", timeout=3000)
         await expect(member.locator(".today")).to_have_text("2 min", timeout=3000)
+        await expect(member.locator(".app")).to_have_text("editor")
         await expect(member.locator(".last time")).to_have_text(re.compile(r"\d+ s ago"))
         await agent.send(session_id, active=60)
         await expect(member.locator(".today")).to_have_text("3 min", timeout=3000)
@@ -63,7 +64,25 @@ async def test_agent_activity_turns_the_member_active_and_a_stop_shows(
         assert stopped.status_code == 200, stopped.text
         await expect(member.locator(".elapsed")).to_have_text("Not working", timeout=3000)
         await expect(member.locator(".today")).to_have_text("3 min")
+        await expect(member.locator(".app")).to_have_text("—")
     assert page.errors == []
+
+
+async def test_the_current_app_shows_only_where_the_policy_shares_it(
+    page: Any, team: Team, mesh: Mesh, http: httpx.AsyncClient
+) -> None:
+    policy = {"defaults": {"shareCurrentApp": False}}
+    assert (await http.put("/agent/policy", json=policy, headers=team.admin.headers)).status_code == 200
+    started = await http.post("/sessions/start", json={}, headers=team.employee.headers)
+    assert started.status_code == 201, started.text
+    await log_in(page, team.admin)
+    member = row(page, team.employee.id)
+    async with HeldStream(mesh.address("ingest"), team.employee.token) as agent:
+        await agent.send(started.json()["id"], active=60, app="private-diary")
+        await expect(member.locator(".today")).to_have_text("1 min", timeout=3000)
+        await expect(member.locator(".state")).to_have_text("Active")
+        await expect(member.locator(".app")).to_have_text("—")
+    assert "private-diary" not in await page.content()
 
 
 async def test_an_employee_sees_only_their_own_data(page: Any, team: Team, http: httpx.AsyncClient) -> None:

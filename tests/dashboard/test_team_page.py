@@ -58,11 +58,13 @@ async def test_the_agent_policy_editor(page: Any, team: Team, http: httpx.AsyncC
     await expect(page.locator("#agent-policy")).to_contain_text("Version 0")
     await page.get_by_label("Agent silent after (seconds)").fill("300")
     await page.get_by_label("Collect window titles").select_option("no")
+    await page.get_by_label("Show the current app on the Live page").select_option("no")
     await page.get_by_role("button", name="Save policy").click()
     await expect(page.locator("#agent-policy [role=status]")).to_have_text("Saved as version 1.")
     stored = (await http.get("/agent/policy", headers=team.admin.headers)).json()
     assert stored["version"] == 1
     assert (stored["defaults"]["agentSilenceSeconds"], stored["defaults"]["collectTitles"]) == (300, False)
+    assert stored["defaults"]["shareCurrentApp"] is False
     assert stored["defaults"]["idleThresholdSeconds"] is None  # left empty: inherited
     # Ingest's range, as it says it.
     await page.get_by_label("Agent silent after (seconds)").fill("5")

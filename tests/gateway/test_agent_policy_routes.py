@@ -29,6 +29,7 @@ NULL_POLICY = {
     "redactRules": [],
     "trackingHours": None,
     "agentSilenceSeconds": None,
+    "shareCurrentApp": None,
 }
 NINE_TO_FIVE = {
     "timezone": "Europe/Berlin",
@@ -86,6 +87,7 @@ async def test_nothing_stored_reads_as_version_0_and_the_products_defaults(
             "redactRules": [],
             "trackingHours": None,
             "agentSilenceSeconds": 120,
+            "shareCurrentApp": True,
         },
     }
 
@@ -101,11 +103,16 @@ async def test_a_put_round_trips_and_each_user_reads_their_merge(
             "dropRules": [{"field": "app", "pattern": "^bank"}],
             "trackingHours": NINE_TO_FIVE,
             "agentSilenceSeconds": 900,
+            "shareCurrentApp": False,
         },
         "users": [
             {
                 "userId": employee.id.upper(),
-                "policy": {"collectUrls": True, "redactRules": [{"field": "title", "pattern": r"\d{16}"}]},
+                "policy": {
+                    "collectUrls": True,
+                    "redactRules": [{"field": "title", "pattern": r"\d{16}"}],
+                    "shareCurrentApp": True,
+                },
             }
         ],
     }
@@ -130,9 +137,11 @@ async def test_a_put_round_trips_and_each_user_reads_their_merge(
         "redactRules": [{"field": "title", "pattern": r"\d{16}"}],
         "trackingHours": NINE_TO_FIVE,
         "agentSilenceSeconds": 900,
+        "shareCurrentApp": True,
     }
     theirs = (await client.get("/agent/policy/effective", headers=people["manager"].headers)).json()
     assert (theirs["policy"]["collectUrls"], theirs["policy"]["redactRules"]) == (False, [])
+    assert theirs["policy"]["shareCurrentApp"] is False  # the organization's, not overridden
     # The change's event reaches the events stream (relayed from ingest's outbox).
     redis = aioredis.Redis.from_url(server_urls[1])
     try:
@@ -194,6 +203,7 @@ USER = str(uuid.uuid4())
         ({"defaults": {"idleThresholdSeconds": "300"}}, "defaults.idleThresholdSeconds:"),
         ({"defaults": {"collectTitles": "no"}}, "defaults.collectTitles:"),
         ({"defaults": {"collect_titles": False}}, "defaults.collect_titles: unknown field"),
+        ({"defaults": {"shareCurrentApp": "yes"}}, "defaults.shareCurrentApp:"),
         ({"defaults": {"dropRules": [{"field": "window", "pattern": "x"}]}}, "defaults.dropRules.0.field:"),
         ({"defaults": {"dropRules": [{"field": "app", "pattern": "x" * 513}]}}, "defaults.dropRules.0.pattern:"),
         (

@@ -114,7 +114,8 @@ def test_nothing_stored_is_the_products_defaults() -> None:
     assert (PRODUCT_DEFAULTS.idle_sample_seconds, PRODUCT_DEFAULTS.agent_silence_seconds) == (5, 120)
     assert (PRODUCT_DEFAULTS.collect_titles, PRODUCT_DEFAULTS.collect_urls) == (True, True)
     assert (PRODUCT_DEFAULTS.drop_rules, PRODUCT_DEFAULTS.tracking_hours) == ((), None)
-    assert nothing.collects(USER) == (True, True)
+    assert PRODUCT_DEFAULTS.share_current_app is True
+    assert nothing.collects(USER) == (True, True, True)
 
 
 def test_the_user_overrides_the_organization_which_overrides_the_product() -> None:
@@ -136,12 +137,28 @@ def test_the_user_overrides_the_organization_which_overrides_the_product() -> No
     assert mine.tracking_hours == NINE_TO_FIVE  # inherited: the override leaves it unset
     assert (mine.window_sample_seconds, mine.agent_silence_seconds) == (1, 120)  # the product's
     assert (someone.idle_threshold_seconds, someone.collect_titles, someone.drop_rules) == (600, False, (org_rule,))
-    assert stored.collects(USER) == (True, False) and stored.collects("anyone") == (False, True)
+    assert stored.collects(USER) == (True, False, True) and stored.collects("anyone") == (False, True, True)
     night = TrackingHours("UTC", (TrackingWindow((), "22:00", "06:00"),))
     replaced = OrganizationPolicy(
         1, AgentPolicy(tracking_hours=NINE_TO_FIVE), {USER: AgentPolicy(tracking_hours=night)}
     )
     assert replaced.effective(USER).tracking_hours == night  # replaced whole, not combined
+
+
+def test_sharing_the_current_app_merges_like_the_other_switches() -> None:
+    hidden = OrganizationPolicy(2, AgentPolicy(share_current_app=False), {USER: AgentPolicy(share_current_app=True)})
+    someone = str(uuid.uuid4())
+    assert (hidden.effective(USER).share_current_app, hidden.effective(someone).share_current_app) == (True, False)
+    # The hot path's lookup agrees with the full merge, for the overridden user and the others.
+    assert (hidden.collects(USER)[2], hidden.collects(someone)[2]) == (True, False)
+    shown = OrganizationPolicy(3, AgentPolicy(), {USER: AgentPolicy(share_current_app=False)})
+    assert (shown.collects(USER)[2], shown.collects(someone)[2]) == (False, True)
+    document = document_json(AgentPolicy(share_current_app=False), {USER: AgentPolicy(collect_urls=False)})
+    assert document["defaults"] == {"share_current_app": False}
+    assert document_from_json(document)[0] == AgentPolicy(share_current_app=False)
+    assert policy_of(pb.AgentPolicy(share_current_app=False)).share_current_app is False
+    assert policy_of(pb.AgentPolicy()).share_current_app is None  # unset inherits
+    assert policy_message(PRODUCT_DEFAULTS).HasField("share_current_app")
 
 
 def test_the_stored_document_round_trips_and_leaves_unset_fields_out() -> None:

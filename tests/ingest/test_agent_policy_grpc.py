@@ -66,6 +66,7 @@ async def test_nothing_stored_is_version_0_and_the_products_defaults(stack: Stac
     assert (p.idle_threshold_seconds, p.window_sample_seconds, p.idle_sample_seconds) == (300, 1, 5)
     assert (p.collect_titles, p.collect_urls, p.agent_silence_seconds) == (True, True, 120)
     assert p.HasField("collect_titles") and not p.HasField("tracking_hours") and not p.drop_rules
+    assert p.HasField("share_current_app") and p.share_current_app
 
 
 async def test_a_put_stores_a_new_version_and_each_user_gets_their_merge(stack: Stack, make_user: UserFactory) -> None:
@@ -75,9 +76,12 @@ async def test_a_put_stores_a_new_version_and_each_user_gets_their_merge(stack: 
         idle_threshold_seconds=600,
         collect_urls=False,
         drop_rules=[pb.AgentRule(field=pb.AGENT_FIELD_APP, pattern="bank")],
+        share_current_app=False,
     )
     override = pb.AgentPolicy(
-        collect_urls=True, drop_rules=[pb.AgentRule(field=pb.AGENT_FIELD_TITLE, pattern="private")]
+        collect_urls=True,
+        drop_rules=[pb.AgentRule(field=pb.AGENT_FIELD_TITLE, pattern="private")],
+        share_current_app=True,
     )
     first = await _put(stack, manager.md, defaults, users=[pb.UserAgentPolicy(user_id=alice.id, policy=override)])
     assert first.version == 1 and first.HasField("updated_at")
@@ -94,6 +98,8 @@ async def test_a_put_stores_a_new_version_and_each_user_gets_their_merge(stack: 
         ["bank", "private"],
     )
     assert (his.idle_threshold_seconds, his.collect_urls, [r.pattern for r in his.drop_rules]) == (600, False, ["bank"])
+    assert (hers.share_current_app, his.share_current_app) == (True, False)
+    assert second.defaults.HasField("share_current_app") and not second.defaults.HasField("collect_titles")
 
 
 async def test_employees_may_not_read_or_change_the_organizations_policy(stack: Stack, make_user: UserFactory) -> None:

@@ -41,3 +41,35 @@ async def test_a_batch_publishes_activity_recorded_with_its_totals(
     assert found[0]["org"] == user.org and found[0]["service"] == "ingest"
     assert (found[0]["userId"], found[0]["eventCount"]) == (user.id, 2)
     assert (found[0]["activeSeconds"], found[0]["idleSeconds"]) == (60, 15)
+
+
+async def _recorded(client: aioredis.Redis, stream: str, session_id: str) -> list[dict[str, Any]]:
+    entries = await client.xrange(stream)
+    found = [json.loads(fields["data"]) for _, fields in entries if fields["type"] == "ACTIVITY_RECORDED"]
+    return [data for data in found if data["sessionId"] == session_id]
+
+
+async def test_activity_recorded_names_the_latest_events_app_where_the_policy_shares_it(
+    stack: Stack, make_user: UserFactory, redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    admin = make_user("admin")
+    shown, hidden = make_user(org=admin.org), make_user(org=admin.org)
+    put = pb.PutOrganizationAgentPolicyRequest(
+        defaults=pb.AgentPolicy(share_current_app=False),
+        users=[pb.UserAgentPolicy(user_id=shown.id, policy=pb.AgentPolicy(share_current_app=True))],
+    )
+    await stack.ingest.PutOrganizationAgentPolicy(put, metadata=admin.md)
+    stream, now = events_stream(Keys(redis_prefix)), datetime.now(UTC)
+    for user in (shown, hidden):
+        session = await stack.start(user)
+        # The latest by timestamp, not the last sent.
+        events = [
+            event(5, at=now - timedelta(seconds=1), app="Slack"),
+            event(5, at=now - timedelta(seconds=3), app="Mail"),
+        ]
+        batch = pb.RecordActivityBatchRequest(session_id=session.id, events=events)
+        await stack.ingest.RecordActivityBatch(batch, metadata=user.md)
+        (found,) = await eventually(
+            lambda sid=session.id: _recorded(redis_client, stream, sid), timeout=5, what="recorded"
+        )
+        assert found["appName"] == ("Slack" if user is shown else None)

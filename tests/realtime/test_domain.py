@@ -155,3 +155,36 @@ def test_a_stop_clears_its_own_session_only() -> None:
     assert next_activity(working, update(2, old, "stopped", 300)) is None
     assert next_activity(working, update(3, current, "stopped", 60)) == ActivityState()
     assert next_activity(ActivityState(), update(4, old, "stopped", 300)) == ActivityState()
+
+
+def test_the_current_app_is_the_open_sessions_latest_recorded_and_goes_with_it() -> None:
+    """ACTIVITY_RECORDED of the open session sets the current app (null: cleared, the
+    policy does not share it); other news keeps it; a stop or a new session clears it."""
+    org, user, session, newer, old = (str(uuid.uuid4()) for _ in range(5))
+
+    def update(n: int, sid: str, active: int, status: str = "active") -> Event:
+        return _event(org, user, n=n, sessionId=sid, status=status, total_active_seconds=active, total_idle_seconds=0)
+
+    def recorded(state: ActivityState | None, n: int, sid: str, app: object) -> ActivityState | None:
+        assert state is not None
+        return next_activity(state, _event(org, user, "ACTIVITY_RECORDED", n, sessionId=sid, appName=app))
+
+    working = recorded(next_activity(ActivityState(), update(1, session, 0)), 2, session, "Editor")
+    assert working is not None and working.current_app == "Editor"
+    assert recorded(working, 3, old, "Steam") is None  # another session's upload
+    grown = next_activity(working, update(4, session, 60))
+    alerted = next_activity(working, _event(org, user, "INACTIVE_ALERT", 5, sessionId=session))
+    assert grown is not None and alerted is not None and (grown.current_app, alerted.current_app) == ("Editor",) * 2
+    hidden = recorded(grown, 6, session, None)
+    assert hidden is not None and hidden.current_app is None and hidden.contact_ms == 6
+    assert ActivityState.from_json(working.to_json()) == working
+    after_stop = next_activity(working, update(7, session, 60, status="stopped"))
+    assert after_stop == ActivityState()
+    moved = next_activity(working, update(8, newer, 0))
+    assert moved is not None and moved.session_id == newer and moved.current_app is None
+
+
+def test_a_state_stored_before_the_current_app_reads_without_one() -> None:
+    stored = {"sessionId": "s", "active": True, "lastActivityAt": None, "totalActive": 5, "totalIdle": 0}
+    assert ActivityState.from_json(json.dumps({**stored, "contactMs": 7})) == ActivityState("s", True, None, 5, 0, 7)
+    assert ActivityState.from_json(json.dumps({**stored, "currentApp": ""})).current_app is None

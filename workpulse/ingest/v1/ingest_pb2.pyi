@@ -621,6 +621,7 @@ class AgentPolicy(_message.Message):
     REDACT_RULES_FIELD_NUMBER: _builtins.int
     TRACKING_HOURS_FIELD_NUMBER: _builtins.int
     AGENT_SILENCE_SECONDS_FIELD_NUMBER: _builtins.int
+    SHARE_CURRENT_APP_FIELD_NUMBER: _builtins.int
     idle_threshold_seconds: _builtins.int
     """Seconds without input after which the user counts as idle (1..3600; 300)."""
     window_sample_seconds: _builtins.int
@@ -634,6 +635,10 @@ class AgentPolicy(_message.Message):
     agent_silence_seconds: _builtins.int
     """An open session whose agent has sent nothing for this long is agent_silent
     (30..86400; 120).
+    """
+    share_current_app: _builtins.bool
+    """Whether managers see the member's current app live (true): the app of their
+    latest recorded activity, in ACTIVITY_RECORDED and realtime's GetPresence.
     """
     @_builtins.property
     def drop_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentRule]:
@@ -661,10 +666,11 @@ class AgentPolicy(_message.Message):
         redact_rules: _abc.Iterable[Global___AgentRule] | None = ...,
         tracking_hours: Global___TrackingHours | None = ...,
         agent_silence_seconds: _builtins.int | None = ...,
+        share_current_app: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_agent_silence_seconds", b"_agent_silence_seconds", "_collect_titles", b"_collect_titles", "_collect_urls", b"_collect_urls", "_idle_sample_seconds", b"_idle_sample_seconds", "_idle_threshold_seconds", b"_idle_threshold_seconds", "_tracking_hours", b"_tracking_hours", "_window_sample_seconds", b"_window_sample_seconds", "agent_silence_seconds", b"agent_silence_seconds", "collect_titles", b"collect_titles", "collect_urls", b"collect_urls", "idle_sample_seconds", b"idle_sample_seconds", "idle_threshold_seconds", b"idle_threshold_seconds", "tracking_hours", b"tracking_hours", "window_sample_seconds", b"window_sample_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_agent_silence_seconds", b"_agent_silence_seconds", "_collect_titles", b"_collect_titles", "_collect_urls", b"_collect_urls", "_idle_sample_seconds", b"_idle_sample_seconds", "_idle_threshold_seconds", b"_idle_threshold_seconds", "_share_current_app", b"_share_current_app", "_tracking_hours", b"_tracking_hours", "_window_sample_seconds", b"_window_sample_seconds", "agent_silence_seconds", b"agent_silence_seconds", "collect_titles", b"collect_titles", "collect_urls", b"collect_urls", "idle_sample_seconds", b"idle_sample_seconds", "idle_threshold_seconds", b"idle_threshold_seconds", "share_current_app", b"share_current_app", "tracking_hours", b"tracking_hours", "window_sample_seconds", b"window_sample_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_agent_silence_seconds", b"_agent_silence_seconds", "_collect_titles", b"_collect_titles", "_collect_urls", b"_collect_urls", "_idle_sample_seconds", b"_idle_sample_seconds", "_idle_threshold_seconds", b"_idle_threshold_seconds", "_tracking_hours", b"_tracking_hours", "_window_sample_seconds", b"_window_sample_seconds", "agent_silence_seconds", b"agent_silence_seconds", "collect_titles", b"collect_titles", "collect_urls", b"collect_urls", "drop_rules", b"drop_rules", "idle_sample_seconds", b"idle_sample_seconds", "idle_threshold_seconds", b"idle_threshold_seconds", "redact_rules", b"redact_rules", "tracking_hours", b"tracking_hours", "window_sample_seconds", b"window_sample_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_agent_silence_seconds", b"_agent_silence_seconds", "_collect_titles", b"_collect_titles", "_collect_urls", b"_collect_urls", "_idle_sample_seconds", b"_idle_sample_seconds", "_idle_threshold_seconds", b"_idle_threshold_seconds", "_share_current_app", b"_share_current_app", "_tracking_hours", b"_tracking_hours", "_window_sample_seconds", b"_window_sample_seconds", "agent_silence_seconds", b"agent_silence_seconds", "collect_titles", b"collect_titles", "collect_urls", b"collect_urls", "drop_rules", b"drop_rules", "idle_sample_seconds", b"idle_sample_seconds", "idle_threshold_seconds", b"idle_threshold_seconds", "redact_rules", b"redact_rules", "share_current_app", b"share_current_app", "tracking_hours", b"tracking_hours", "window_sample_seconds", b"window_sample_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__agent_silence_seconds: _TypeAlias = _typing.Literal["agent_silence_seconds"]  # noqa: Y015
     _WhichOneofArgType__agent_silence_seconds: _TypeAlias = _typing.Literal["_agent_silence_seconds", b"_agent_silence_seconds"]  # noqa: Y015
@@ -676,6 +682,8 @@ class AgentPolicy(_message.Message):
     _WhichOneofArgType__idle_sample_seconds: _TypeAlias = _typing.Literal["_idle_sample_seconds", b"_idle_sample_seconds"]  # noqa: Y015
     _WhichOneofReturnType__idle_threshold_seconds: _TypeAlias = _typing.Literal["idle_threshold_seconds"]  # noqa: Y015
     _WhichOneofArgType__idle_threshold_seconds: _TypeAlias = _typing.Literal["_idle_threshold_seconds", b"_idle_threshold_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__share_current_app: _TypeAlias = _typing.Literal["share_current_app"]  # noqa: Y015
+    _WhichOneofArgType__share_current_app: _TypeAlias = _typing.Literal["_share_current_app", b"_share_current_app"]  # noqa: Y015
     _WhichOneofReturnType__tracking_hours: _TypeAlias = _typing.Literal["tracking_hours"]  # noqa: Y015
     _WhichOneofArgType__tracking_hours: _TypeAlias = _typing.Literal["_tracking_hours", b"_tracking_hours"]  # noqa: Y015
     _WhichOneofReturnType__window_sample_seconds: _TypeAlias = _typing.Literal["window_sample_seconds"]  # noqa: Y015
@@ -690,6 +698,8 @@ class AgentPolicy(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__idle_sample_seconds) -> _WhichOneofReturnType__idle_sample_seconds | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__idle_threshold_seconds) -> _WhichOneofReturnType__idle_threshold_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__share_current_app) -> _WhichOneofReturnType__share_current_app | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__tracking_hours) -> _WhichOneofReturnType__tracking_hours | None: ...
     @_typing.overload

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$workpulse/realtime/v1/realtime.proto\x12\x15workpulse.realtime.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x17\n\x0forganization_id\x18\x03 \x01(\t\x12\x11\n\ttimestamp\x18\x04 \x01(\t\x12\x11\n\tdata_json\x18\x05 \x01(\t\"S\n\x10SubscribeRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\t\x12\x16\n\x0etrack_presence\x18\x02 \x01(\x08\x12\x15\n\rconnection_id\x18\x03 \x01(\t\"\x8c\x01\n\x05Ready\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x34\n\x10token_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rconnection_id\x18\x05 \x01(\t\")\n\x06Resync\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07last_id\x18\x02 \x01(\t\"6\n\x06\x45vents\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.workpulse.realtime.v1.Event\"\xdd\x01\n\x11SubscribeResponse\x12-\n\x05ready\x18\x01 \x01(\x0b\x32\x1c.workpulse.realtime.v1.ReadyH\x00\x12/\n\x06\x65vents\x18\x02 \x01(\x0b\x32\x1d.workpulse.realtime.v1.EventsH\x00\x12/\n\x06resync\x18\x03 \x01(\x0b\x32\x1d.workpulse.realtime.v1.ResyncH\x00\x12/\n\tkeepalive\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x06\n\x04kind\"\xd6\x02\n\x0cUserPresence\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x31\n\x08\x61\x63tivity\x18\x03 \x01(\x0e\x32\x1f.workpulse.realtime.v1.Activity\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x30\n\x0conline_since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63onnections\x18\x06 \x01(\x05\x12\x34\n\x10last_activity_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15last_agent_contact_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x61gent_silence_seconds\x18\t \x01(\x05\"\x14\n\x12GetPresenceRequest\"I\n\x13GetPresenceResponse\x12\x32\n\x05users\x18\x01 \x03(\x0b\x32#.workpulse.realtime.v1.UserPresence\"S\n\x10HeartbeatRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x17\n\x0forganization_id\x18\x03 \x01(\t\"N\n\x11HeartbeatResponse\x12\x15\n\rlease_seconds\x18\x01 \x01(\x05\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x05\"T\n\x11\x44isconnectRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x17\n\x0forganization_id\x18\x03 \x01(\t\"\x14\n\x12\x44isconnectResponse*g\n\x08\x41\x63tivity\x12\x18\n\x14\x41\x43TIVITY_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x43TIVITY_ACTIVE\x10\x01\x12\x11\n\rACTIVITY_IDLE\x10\x02\x12\x19\n\x15\x41\x43TIVITY_AGENT_SILENT\x10\x03\x32\x9c\x03\n\x0fRealtimeService\x12`\n\tSubscribe\x12\'.workpulse.realtime.v1.SubscribeRequest\x1a(.workpulse.realtime.v1.SubscribeResponse0\x01\x12\x64\n\x0bGetPresence\x12).workpulse.realtime.v1.GetPresenceRequest\x1a*.workpulse.realtime.v1.GetPresenceResponse\x12^\n\tHeartbeat\x12\'.workpulse.realtime.v1.HeartbeatRequest\x1a(.workpulse.realtime.v1.HeartbeatResponse\x12\x61\n\nDisconnect\x12(.workpulse.realtime.v1.DisconnectRequest\x1a).workpulse.realtime.v1.DisconnectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$workpulse/realtime/v1/realtime.proto\x12\x15workpulse.realtime.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x17\n\x0forganization_id\x18\x03 \x01(\t\x12\x11\n\ttimestamp\x18\x04 \x01(\t\x12\x11\n\tdata_json\x18\x05 \x01(\t\"S\n\x10SubscribeRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\t\x12\x16\n\x0etrack_presence\x18\x02 \x01(\x08\x12\x15\n\rconnection_id\x18\x03 \x01(\t\"\x8c\x01\n\x05Ready\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x34\n\x10token_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rconnection_id\x18\x05 \x01(\t\")\n\x06Resync\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07last_id\x18\x02 \x01(\t\"6\n\x06\x45vents\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.workpulse.realtime.v1.Event\"\xdd\x01\n\x11SubscribeResponse\x12-\n\x05ready\x18\x01 \x01(\x0b\x32\x1c.workpulse.realtime.v1.ReadyH\x00\x12/\n\x06\x65vents\x18\x02 \x01(\x0b\x32\x1d.workpulse.realtime.v1.EventsH\x00\x12/\n\x06resync\x18\x03 \x01(\x0b\x32\x1d.workpulse.realtime.v1.ResyncH\x00\x12/\n\tkeepalive\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x06\n\x04kind\"\xeb\x02\n\x0cUserPresence\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x31\n\x08\x61\x63tivity\x18\x03 \x01(\x0e\x32\x1f.workpulse.realtime.v1.Activity\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x30\n\x0conline_since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63onnections\x18\x06 \x01(\x05\x12\x34\n\x10last_activity_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15last_agent_contact_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x61gent_silence_seconds\x18\t \x01(\x05\x12\x13\n\x0b\x63urrent_app\x18\n \x01(\t\"&\n\x12GetPresenceRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"I\n\x13GetPresenceResponse\x12\x32\n\x05users\x18\x01 \x03(\x0b\x32#.workpulse.realtime.v1.UserPresence\"S\n\x10HeartbeatRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x17\n\x0forganization_id\x18\x03 \x01(\t\"N\n\x11HeartbeatResponse\x12\x15\n\rlease_seconds\x18\x01 \x01(\x05\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x05\"T\n\x11\x44isconnectRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x17\n\x0forganization_id\x18\x03 \x01(\t\"\x14\n\x12\x44isconnectResponse*g\n\x08\x41\x63tivity\x12\x18\n\x14\x41\x43TIVITY_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x43TIVITY_ACTIVE\x10\x01\x12\x11\n\rACTIVITY_IDLE\x10\x02\x12\x19\n\x15\x41\x43TIVITY_AGENT_SILENT\x10\x03\x32\x9c\x03\n\x0fRealtimeService\x12`\n\tSubscribe\x12\'.workpulse.realtime.v1.SubscribeRequest\x1a(.workpulse.realtime.v1.SubscribeResponse0\x01\x12\x64\n\x0bGetPresence\x12).workpulse.realtime.v1.GetPresenceRequest\x1a*.workpulse.realtime.v1.GetPresenceResponse\x12^\n\tHeartbeat\x12\'.workpulse.realtime.v1.HeartbeatRequest\x1a(.workpulse.realtime.v1.HeartbeatResponse\x12\x61\n\nDisconnect\x12(.workpulse.realtime.v1.DisconnectRequest\x1a).workpulse.realtime.v1.DisconnectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'workpulse.realtime.v1.realtime_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACTIVITY']._serialized_start=1460
-  _globals['_ACTIVITY']._serialized_end=1563
+  _globals['_ACTIVITY']._serialized_start=1499
+  _globals['_ACTIVITY']._serialized_end=1602
   _globals['_EVENT']._serialized_start=96
   _globals['_EVENT']._serialized_end=192
   _globals['_SUBSCRIBEREQUEST']._serialized_start=194
@@ -47,19 +47,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBSCRIBERESPONSE']._serialized_start=522
   _globals['_SUBSCRIBERESPONSE']._serialized_end=743
   _globals['_USERPRESENCE']._serialized_start=746
-  _globals['_USERPRESENCE']._serialized_end=1088
-  _globals['_GETPRESENCEREQUEST']._serialized_start=1090
-  _globals['_GETPRESENCEREQUEST']._serialized_end=1110
-  _globals['_GETPRESENCERESPONSE']._serialized_start=1112
-  _globals['_GETPRESENCERESPONSE']._serialized_end=1185
-  _globals['_HEARTBEATREQUEST']._serialized_start=1187
-  _globals['_HEARTBEATREQUEST']._serialized_end=1270
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1272
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1350
-  _globals['_DISCONNECTREQUEST']._serialized_start=1352
-  _globals['_DISCONNECTREQUEST']._serialized_end=1436
-  _globals['_DISCONNECTRESPONSE']._serialized_start=1438
-  _globals['_DISCONNECTRESPONSE']._serialized_end=1458
-  _globals['_REALTIMESERVICE']._serialized_start=1566
-  _globals['_REALTIMESERVICE']._serialized_end=1978
+  _globals['_USERPRESENCE']._serialized_end=1109
+  _globals['_GETPRESENCEREQUEST']._serialized_start=1111
+  _globals['_GETPRESENCEREQUEST']._serialized_end=1149
+  _globals['_GETPRESENCERESPONSE']._serialized_start=1151
+  _globals['_GETPRESENCERESPONSE']._serialized_end=1224
+  _globals['_HEARTBEATREQUEST']._serialized_start=1226
+  _globals['_HEARTBEATREQUEST']._serialized_end=1309
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1311
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1389
+  _globals['_DISCONNECTREQUEST']._serialized_start=1391
+  _globals['_DISCONNECTREQUEST']._serialized_end=1475
+  _globals['_DISCONNECTRESPONSE']._serialized_start=1477
+  _globals['_DISCONNECTRESPONSE']._serialized_end=1497
+  _globals['_REALTIMESERVICE']._serialized_start=1605
+  _globals['_REALTIMESERVICE']._serialized_end=2017
 # @@protoc_insertion_point(module_scope)

@@ -252,6 +252,7 @@ class UserPresence(_message.Message):
     LAST_ACTIVITY_AT_FIELD_NUMBER: _builtins.int
     LAST_AGENT_CONTACT_AT_FIELD_NUMBER: _builtins.int
     AGENT_SILENCE_SECONDS_FIELD_NUMBER: _builtins.int
+    CURRENT_APP_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     organization_id: _builtins.str
     activity: Global___Activity.ValueType
@@ -260,6 +261,10 @@ class UserPresence(_message.Message):
     connections: _builtins.int
     agent_silence_seconds: _builtins.int
     """The organization's allowance: silence longer than this is ACTIVITY_AGENT_SILENT."""
+    current_app: _builtins.str
+    """The app of the member's latest recorded activity in the active session, where
+    the organization's policy shares it; empty otherwise.
+    """
     @_builtins.property
     def online_since(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -282,10 +287,11 @@ class UserPresence(_message.Message):
         last_activity_at: _timestamp_pb2.Timestamp | None = ...,
         last_agent_contact_at: _timestamp_pb2.Timestamp | None = ...,
         agent_silence_seconds: _builtins.int = ...,
+        current_app: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_activity_at", b"last_activity_at", "last_agent_contact_at", b"last_agent_contact_at", "online_since", b"online_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "agent_silence_seconds", b"agent_silence_seconds", "connections", b"connections", "last_activity_at", b"last_activity_at", "last_agent_contact_at", b"last_agent_contact_at", "online_since", b"online_since", "organization_id", b"organization_id", "session_id", b"session_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "agent_silence_seconds", b"agent_silence_seconds", "connections", b"connections", "current_app", b"current_app", "last_activity_at", b"last_activity_at", "last_agent_contact_at", b"last_agent_contact_at", "online_since", b"online_since", "organization_id", b"organization_id", "session_id", b"session_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -295,12 +301,22 @@ Global___UserPresence: _TypeAlias = UserPresence  # noqa: Y015
 class GetPresenceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these members (each a UUID, at most 500); all the caller may see when empty.
+        An employee still sees only themselves; an id of nobody online in the caller's
+        audience is simply absent from the answer.
+        """
+
     def __init__(
         self,
+        *,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_ids", b"user_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
