@@ -1,8 +1,8 @@
 """The Live page: every member with their presence, current session and today so far.
 
 ``GET /ui/live/members`` renders the whole table; ``GET /ui/live/rows?ids=a,b`` the named
-members' rows as out-of-band swaps (the page's module asks for the members its events
-named, one request in flight, the rest batched behind it); ``GET /ui/live/members/{id}``
+members' rows (the page's module asks for the members its events named, one request in
+flight, the rest batched behind it, and puts each row in place); ``GET /ui/live/members/{id}``
 one row. Every figure is a service's: presence from realtime, sessions from sessions,
 today's totals computed live by the scheduler.
 """
@@ -100,16 +100,6 @@ async def rows_of(request: Request, found: list[auth_pb2.User], *, few: bool = F
     return [row_of(m, online.get(m.id), active.get(m.id), projects, today.get(m.id)) for m in found]
 
 
-async def visible(request: Request, user_id: str) -> auth_pb2.User | None:
-    """The member when the caller may see them; None when auth refuses or knows nobody."""
-    try:
-        return await reads.user(request, user_id)
-    except HTTPError as exc:
-        if exc.status in (403, 404):
-            return None
-        raise
-
-
 def named_ids(request: Request) -> list[str]:
     raw = [part for part in request.query_params.get("ids", "").split(",") if part]
     if not raw or len(raw) > MAX_ROWS:
@@ -126,8 +116,7 @@ def routes(renderer: Renderer) -> list[BaseRoute]:
         return renderer.render(request, "live/_table.html", rows=rows, own_only=own_only)
 
     async def batch(request: Request) -> Response:
-        members = await asyncio.gather(*(visible(request, user_id) for user_id in named_ids(request)))
-        rows = await rows_of(request, [m for m in members if m is not None], few=True)
+        rows = await rows_of(request, await reads.named(request, named_ids(request)), few=True)
         return renderer.render(request, "live/_rows.html", rows=rows)
 
     async def row(request: Request) -> Response:

@@ -58,6 +58,12 @@ async def members(request: Request) -> list[auth_pb2.User]:
             return found
 
 
+async def named(request: Request, user_ids: list[str]) -> list[auth_pb2.User]:
+    """The named members the caller may see (auth leaves the others out), one request."""
+    message = auth_pb2.ListUsersRequest(user_ids=user_ids)
+    return list((await call(request, auth(request).ListUsers, message)).users)
+
+
 async def presence(request: Request, user_ids: list[str] | None = None) -> dict[str, realtime_pb2.UserPresence]:
     """Who is online (only ``user_ids`` when given: realtime reads just those)."""
     message = realtime_pb2.GetPresenceRequest(user_ids=user_ids or [])

@@ -48,3 +48,4 @@ class CreateInvite:
 class ListUsers:
     page_size: int = 0
     page_token: str = ""
+    user_ids: tuple[str, ...] = ()

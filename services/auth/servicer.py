@@ -72,7 +72,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.GetUserResponse(user=messages.user(found))
 
     async def ListUsers(self, request: auth_pb2.ListUsersRequest, context: Context) -> auth_pb2.ListUsersResponse:
-        query = commands.ListUsers(request.page_size, request.page_token)
+        query = commands.ListUsers(request.page_size, request.page_token, tuple(request.user_ids))
         page = await use_cases.list_users(self._a, principal(), query)
         return auth_pb2.ListUsersResponse(
             users=[messages.user(u) for u in page.users], next_page_token=page.next_page_token

@@ -18,6 +18,7 @@ SCENARIOS: tuple[str, ...] = (
     "tests.bench.memory_bench",  # before the scheduler's 100k sessions, which it reports itself
     "tests.bench.scheduler_bench",
     "tests.bench.agent_bench",
+    "tests.bench.dashboard_bench",
     "tests.bench.dedupe_bench",  # last: it adds 200 days of partitions to the bench database
 )
 
