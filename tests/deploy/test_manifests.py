@@ -1,16 +1,14 @@
-"""deploy/k8s: every process has a probed, hardened, bounded Deployment and a Service,
-and the kustomizations build.
+"""deploy/k8s as written: every process has a probed, hardened, bounded Deployment and a
+Service, and every manifest is listed by its kustomization.
 
-PyYAML is not a dependency, so the sources are checked with patterns anchored on the
-layout the manifests are written in: a reformat makes these tests fail loudly, never pass
-silently. Where ``kubectl`` or ``kustomize`` is installed, the rendered output is checked too.
+These read the sources with patterns anchored on the layout the manifests are written in
+(a reformat makes them fail loudly, never pass silently). What kustomize renders of them
+is parsed and checked by test_kustomize.py, test_schema.py and test_crossrefs.py.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -181,39 +179,3 @@ def test_network_policies_admit_only_the_mesh_paths() -> None:
             continue
         callers = set(re.findall(r"^\s+- (\w+)$", policy.split("values:")[1], re.M))
         assert callers == set(PROCESSES) - {name}, name
-
-
-def kustomize_command() -> list[str] | None:
-    if shutil.which("kustomize"):
-        return ["kustomize", "build"]
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize"]
-    return None
-
-
-@pytest.mark.skipif(kustomize_command() is None, reason="neither kustomize nor kubectl is installed to render")
-@pytest.mark.parametrize("target", ["base", "overlays/production"])
-def test_kustomization_renders_the_whole_mesh(target: str) -> None:
-    command = kustomize_command()
-    assert command is not None
-    out = subprocess.run([*command, str(K8S / target)], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    docs = [d for d in re.split(r"^---$", out.stdout, flags=re.M) if d.strip()]
-    kinds = [kind_of(d) for d in docs]
-    for kind, count in {"Deployment": 6, "Service": 6, "PodDisruptionBudget": 6, "HorizontalPodAutoscaler": 2}.items():
-        assert kinds.count(kind) == count, kind
-    assert kinds.count("Job") == 1 and kinds.count("ConfigMap") == 1
-    config_name = name_of(next(d for d in docs if kind_of(d) == "ConfigMap"))
-    assert re.fullmatch(r"workpulse-config-[a-z0-9]{10}", config_name)
-    references = re.findall(r"^\s+name: (workpulse-config\S*)$", out.stdout, re.M)
-    assert set(references) == {config_name} and len(references) == 8  # itself + 6 Deployments + the Job
-    if target == "overlays/production":
-        assert kinds.count("NetworkPolicy") == 7
-        namespaced = [d for d in docs if kind_of(d) != "Namespace"]
-        assert all(re.search(r"^  namespace: workpulse$", d, re.M) for d in namespaced)
-        assert "workpulse:latest" not in out.stdout
-        assert re.search(r"^  replicas: 3$", the_rendered(docs, "Deployment", "auth"), re.M)
-
-
-def the_rendered(docs: list[str], kind: str, name: str) -> str:
-    return next(d for d in docs if kind_of(d) == kind and name_of(d) == name)
