@@ -5,6 +5,14 @@ runtime engine assumes the role ``workpulse_app``, which is subject to the row-l
 security policies, and each transaction sets ``app.organization_id`` from the verified
 token. The maintenance engine assumes ``workpulse_maintenance``, whose policies see
 every tenant; only code paths reserved to service identities may use it.
+
+How the tenant is set is a property of the deployment (``TENANT_SETTING``, read when an
+engine is made): ``set_config`` (the default) sends ``select set_config(...)`` with the
+id as a bind parameter; ``set_local`` sends ``SET LOCAL app.organization_id``, which is
+what Citus propagates to the workers a transaction touches (with
+``citus.propagate_set_commands = local``, which such engines set on every connection),
+so the row-level security policies on the shards see the tenant too. Both last until
+the transaction ends.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import random
 import select
+import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -27,6 +37,7 @@ from sqlalchemy.util import greenlet_spawn
 from workpulse import telemetry
 from workpulse.errors import Unavailable
 from workpulse.postgres import RUNTIME_ROLE, libpq_url
+from workpulse.settings import DatabaseSettings, TenantSetting
 
 T = TypeVar("T")
 
@@ -36,15 +47,28 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def create_engine(
-    url: str, *, role: str | None = RUNTIME_ROLE, pool_size: int = 10, max_overflow: int | None = None
+    url: str,
+    *,
+    role: str | None = RUNTIME_ROLE,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    tenant_setting: TenantSetting | None = None,
 ) -> AsyncEngine:
     """An engine whose every connection runs as ``role`` (None: as the URL's user).
 
     ``pool_size`` connections stay open when idle; bursts open up to ``max_overflow`` more
-    (default: at least 10), closed again when returned, so idle replicas hold few."""
-    connect_args: dict[str, object] = {}
+    (default: at least 10), closed again when returned, so idle replicas hold few.
+    ``tenant_setting`` is how its transactions name their tenant (None: ``TENANT_SETTING``
+    from the environment, see the module's docstring)."""
+    mode = tenant_setting or DatabaseSettings().tenant_setting
+    options = []
     if role is not None:
-        connect_args["options"] = f"-c role={role}"
+        options.append(f"-c role={role}")
+    if mode == "set_local":
+        # Citus propagates SET LOCAL to the workers only when asked to; plain PostgreSQL
+        # takes the unknown name as a placeholder and ignores it.
+        options.append("-c citus.propagate_set_commands=local")
+    connect_args: dict[str, object] = {"options": " ".join(options)} if options else {}
     engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
@@ -54,6 +78,7 @@ def create_engine(
         connect_args=connect_args,
     )
     event.listen(engine.sync_engine.pool, "checkout", _drop_dead_connection)
+    event.listen(engine.sync_engine.pool, "connect", lambda dbapi, record: _remember(dbapi, record, mode))
     if telemetry.sql_spans():
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
@@ -85,19 +110,50 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and isinstance(exc.orig, _TRANSIENT)
 
 
+# The tenant setting of each connection an engine of this module opened, so the switch
+# functions, which get only a connection, send the form its engine was made for: in the
+# pool record's ``info`` (what SQLAlchemy's connections expose, no I/O to reach) and by
+# driver connection (all a direct transaction has; weak, so an entry goes with its
+# connection). A connection made elsewhere uses set_config.
+_TENANT_SETTING_KEY = "workpulse.tenant_setting"
+_TENANT_SETTINGS: weakref.WeakKeyDictionary[object, TenantSetting] = weakref.WeakKeyDictionary()
+
+
+def _remember(dbapi_connection: Any, record: Any, mode: TenantSetting) -> None:
+    record.info[_TENANT_SETTING_KEY] = mode
+    _TENANT_SETTINGS[dbapi_connection.driver_connection] = mode
+
+
+_SET_CONFIG = "select set_config('app.organization_id', %s, true)"
+
+
+def _set_local(organization_id: str) -> str:
+    """``SET LOCAL`` naming the tenant. SET takes no bind parameter, so the id is written
+    into the statement: it was validated upstream (it comes from a verified token), but
+    it is parsed as a UUID again right here, so whatever reaches this line, the text
+    interpolated is the canonical form (hex digits and hyphens only, nothing that could
+    end the quoted literal); anything else raises ValueError before any SQL is sent."""
+    return f"set local app.organization_id = '{uuid.UUID(organization_id)}'"
+
+
 async def switch_tenant(conn: AsyncConnection, organization_id: str) -> None:
     """Points the open transaction at ``organization_id``: the statements after it see only
     that tenant's rows (one transaction serving a batch that spans organizations)."""
-    await conn.execute(text("select set_config('app.organization_id', :org, true)"), {"org": organization_id})
+    if conn.info.get(_TENANT_SETTING_KEY) == "set_local":
+        await conn.exec_driver_sql(_set_local(organization_id))
+    else:
+        await conn.execute(text("select set_config('app.organization_id', :org, true)"), {"org": organization_id})
 
 
-_SET_TENANT = "select set_config('app.organization_id', %s, true)"
 DriverConnection = psycopg.AsyncConnection[Any]
 
 
 async def direct_switch_tenant(conn: DriverConnection, organization_id: str) -> None:
     """:func:`switch_tenant` for a :meth:`UnitOfWork.direct` transaction."""
-    await conn.execute(_SET_TENANT, [organization_id])
+    if _TENANT_SETTINGS.get(conn) == "set_local":
+        await conn.execute(_set_local(organization_id).encode())
+    else:
+        await conn.execute(_SET_CONFIG, [organization_id])
 
 
 class UnitOfWork:

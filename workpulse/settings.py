@@ -8,15 +8,32 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR_DEFAULT = Path(".data")
 
+# How a transaction names its tenant (workpulse.db): ``set_config`` binds it as a
+# parameter; ``set_local`` sends ``SET LOCAL``, the form Citus propagates to its workers.
+TenantSetting = Literal["set_config", "set_local"]
 
-class CommonSettings(BaseSettings):
+
+class DatabaseSettings(BaseSettings):
+    """What :func:`workpulse.db.create_engine` reads itself when an engine is made, so a
+    property of the database deployment reaches every service without each entry point
+    passing it along. :class:`CommonSettings` includes it: a bad value stops a process
+    at start-up, naming the variable."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    tenant_setting: TenantSetting = Field(
+        "set_config", description="set_config, or set_local when PostgreSQL is sharded by Citus"
+    )
+
+
+class CommonSettings(DatabaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     database_url: str = Field(description="PostgreSQL URL the services connect with")

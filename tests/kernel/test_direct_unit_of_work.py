@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import get_args
 
 import pytest
 from sqlalchemy import text
@@ -14,14 +15,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from workpulse.db import UnitOfWork, create_engine, direct_switch_tenant
+from workpulse.settings import TenantSetting
 
 INSERT = "insert into sessions.projects (organization_id, id, name) values (%s, %s, %s)"
 NAMES = "select name from sessions.projects order by name"
 
 
-@pytest.fixture
-async def uow(database_url: str) -> AsyncIterator[UnitOfWork]:
-    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+@pytest.fixture(params=get_args(TenantSetting))
+async def uow(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[UnitOfWork]:
+    engine = create_engine(database_url, pool_size=1, max_overflow=0, tenant_setting=request.param)
     yield UnitOfWork(engine)
     await engine.dispose()
 

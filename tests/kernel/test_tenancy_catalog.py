@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import get_args
 
 import pytest
 from sqlalchemy import text
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from workpulse.db import UnitOfWork, create_engine
 from workpulse.migrate import services_with_migrations
 from workpulse.postgres import RUNTIME_ROLE
+from workpulse.settings import TenantSetting
 
 SCHEMAS = services_with_migrations()
 
@@ -104,9 +106,12 @@ async def _catalog(owner: AsyncEngine) -> dict[str, tuple[bool, bool, bool, bool
         return {name: (part, tenant, rls, forced) for name, part, tenant, rls, forced in rows}
 
 
-@pytest.fixture(scope="module")
-async def tenants(owner_engine: AsyncEngine, database_url: str) -> AsyncIterator[Tenants]:
-    """Two organizations with one row each in every tenant table (written as the owner)."""
+@pytest.fixture(scope="module", params=get_args(TenantSetting))
+async def tenants(
+    owner_engine: AsyncEngine, database_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Tenants]:
+    """Two organizations with one row each in every tenant table (written as the owner),
+    and the runtime role's unit of work, once per way of setting the tenant."""
     orgs = [str(uuid.uuid4()), str(uuid.uuid4())]
     async with owner_engine.begin() as conn:
         for org in orgs:
@@ -114,7 +119,7 @@ async def tenants(owner_engine: AsyncEngine, database_url: str) -> AsyncIterator
             for table in ROWS:
                 fresh = {"n": str(uuid.uuid4()), "mail": f"{uuid.uuid4()}@example.com"}
                 await conn.execute(text(ROWS[table]), {**ids, **fresh})
-    engine = create_engine(database_url, pool_size=1)
+    engine = create_engine(database_url, pool_size=1, tenant_setting=request.param)
     yield Tenants(orgs[0], orgs[1], UnitOfWork(engine))
     await engine.dispose()
 
