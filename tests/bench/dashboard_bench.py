@@ -65,7 +65,7 @@ import httpx
 import psutil
 import websockets
 
-from tests.bench.harness import BenchEnv, Row
+from tests.bench.harness import BenchEnv, Row, percentiles
 from tests.dashboard.conftest import CHROMIUM, LAUNCH_ARGS, Member, invite, log_in, sign_up
 from tests.support import Mesh
 from workpulse.ingest.v1 import ingest_pb2 as pb
@@ -209,17 +209,6 @@ REQUESTS_SCRIPT = """
   return found;
 }
 """
-
-
-def _percentiles(values: list[float]) -> tuple[float, float, float]:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0, 0.0, 0.0
-    return (
-        statistics.median(ordered),
-        ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-        ordered[-1],
-    )
 
 
 # --- CPU of the mesh's processes ------------------------------------------------------
@@ -504,7 +493,7 @@ async def _server_time(
             print(f"dashboard: {name} not measured: {failed}", file=sys.stderr)
             continue
         cpu = max(0.0, _mesh_ms(spent, mesh) - idle * sum(walls) / 1000) / len(walls)
-        p50, p99, _ = _percentiles(walls)
+        p50, p99, _ = percentiles(walls)
         measured[name] = (p50, p99, cpu)
         detail = ", ".join(f"{k} {v * 1000 / len(walls):.1f}" for k, v in spent.items())
         print(f"dashboard: {name}: p50 {p50:.1f} ms, p99 {p99:.1f} ms; CPU ms/request {detail}", file=sys.stderr)
@@ -565,7 +554,7 @@ async def _first_render(page: Any) -> list[Row]:
             fragment_start.append(timings["fragmentStart"])
             fragment_fetch.append(timings["fragmentEnd"] - timings["fragmentStart"])
         print(f"dashboard: first render {timings}", file=sys.stderr)
-    p50, _, top = _percentiles(rendered)
+    p50, _, top = percentiles(rendered)
     rows = [
         Row(SCENARIO, f"first render of {MEMBERS} rows p50 (ms since navigation start)", p50, goal="< 500"),
         Row(SCENARIO, f"first render max of {LOADS} loads (ms)", top, goal="< 500"),
@@ -700,7 +689,7 @@ async def _updates(
     window_ms = float(timed.pop("__window"))
     requests = {path: [d for _, d in entries] for path, entries in timed.items()}
     for path, entries in sorted(timed.items()):
-        q50, q99, _ = _percentiles([d for _, d in entries])
+        q50, q99, _ = percentiles([d for _, d in entries])
         busy = sum(d for _, d in entries) / window_ms * 100
         print(
             f"dashboard: the page requested {path} {len(entries)} times in {window_ms / 1000:.1f} s: "
@@ -712,13 +701,13 @@ async def _updates(
     measured = [f for f in flips if f.measured]
     refused = sum(1 for f in measured if not f.ok)
     from_send, from_ack, unmatched = _match(flips, records)
-    p50, p99, top = _percentiles(from_send)
-    a50, a99, _ = _percentiles(from_ack)
-    ack50, ack99, _ = _percentiles([f.acked - f.sent for f in measured])
+    p50, p99, top = percentiles(from_send)
+    a50, a99, _ = percentiles(from_ack)
+    ack50, ack99, _ = percentiles([f.acked - f.sent for f in measured])
     fed = [x for x in (feed.latency(f) for f in measured) if x is not None]
-    f50, f99, _ = _percentiles(fed)
+    f50, f99, _ = percentiles(fed)
     framed = [x for x in (_update_latency(page_updates, f) for f in measured) if x is not None]
-    w50, w99, _ = _percentiles(framed)
+    w50, w99, _ = percentiles(framed)
     # The flips sent during the measured window (the last ones' acks came after it).
     events = max(1, len(measured))
     per_event = {name: v * 1000 / events for name, v in spent.items()}
@@ -747,7 +736,7 @@ async def _updates(
         Row(SCENARIO, "  SESSION_UPDATE frames in the page within 5 s", float(len(framed))),
         Row(SCENARIO, "  page main-thread long tasks: count / total ms", float(len(long_tasks)), sum(long_tasks), "ms"),
         *(
-            Row(SCENARIO, f"  page's GET {path}: requests / p50 ms", float(len(d)), _percentiles(d)[0], "p50 ms")
+            Row(SCENARIO, f"  page's GET {path}: requests / p50 ms", float(len(d)), percentiles(d)[0], "p50 ms")
             for path, d in sorted(requests.items())
         ),
         Row(SCENARIO, "mesh CPU ms / event", _mesh_ms(spent, mesh) / events),

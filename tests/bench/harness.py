@@ -5,6 +5,7 @@ way to start the mesh as real processes. Scenarios are modules exposing
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -52,6 +53,18 @@ class BenchEnv:
         mesh = start_mesh({**self.env, **extra_env}, self.work_dir / f"logs-{len(self.meshes)}", only)
         self.meshes.append(mesh)
         return mesh
+
+
+def percentiles(values: list[float]) -> tuple[float, float, float]:
+    """p50, p99 and max of ``values`` (zeros when there are none)."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0, 0.0, 0.0
+    return (
+        statistics.median(ordered),
+        ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        ordered[-1],
+    )
 
 
 def peak_rss_mb(mesh: Mesh) -> dict[str, float]:

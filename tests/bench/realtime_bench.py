@@ -21,7 +21,6 @@ import gc
 import json
 import os
 import random
-import statistics
 import sys
 import time
 import uuid
@@ -34,7 +33,7 @@ import websockets
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.bench.harness import BenchEnv, Row
+from tests.bench.harness import BenchEnv, Row, percentiles
 from workpulse.migrate import outbox_ddl
 
 CLIENTS = int(os.environ.get("BENCH_RT_CLIENTS", "1000"))
@@ -45,17 +44,6 @@ SECONDS = float(os.environ.get("BENCH_RT_SECONDS", "20"))
 WARMUP_SECONDS = 2.0
 SCHEMA = "rtbench"
 SCENARIO = "realtime"
-
-
-def _percentiles(values: list[float]) -> tuple[float, float, float]:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0, 0.0, 0.0
-    return (
-        statistics.median(ordered),
-        ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-        ordered[-1],
-    )
 
 
 class Client:
@@ -100,7 +88,7 @@ def _print_timeline(clients: list[Client], committed: list[float | None]) -> Non
             if committed[seq] is not None:
                 buckets.setdefault(int(appended * 2), []).append((at - appended) * 1000)
     for key in sorted(buckets):
-        p50, p99, top = _percentiles(buckets[key])
+        p50, p99, top = percentiles(buckets[key])
         print(f"{key / 2:.1f} n={len(buckets[key])} p50={p50:.1f} p99={p99:.1f} max={top:.1f}", file=sys.stderr)
 
 
@@ -258,9 +246,9 @@ async def run(env: BenchEnv) -> list[Row]:
     if os.environ.get("BENCH_RT_TIMELINE"):
         _print_timeline(clients, committed)
 
-    p50, p99, top = _percentiles(latencies)
-    r50, r99, rtop = _percentiles(loaded_baseline)
-    i50, i99, itop = _percentiles(idle_baseline)
+    p50, p99, top = percentiles(latencies)
+    r50, r99, rtop = percentiles(loaded_baseline)
+    i50, i99, itop = percentiles(idle_baseline)
     commit_rate = sum(1 for c in committed if c is not None) / SECONDS
     base = "redis pub→sub, same load"
     return [
@@ -273,15 +261,15 @@ async def run(env: BenchEnv) -> list[Row]:
         Row(
             SCENARIO,
             "  of which commit→stream p50 / p99 (ms)",
-            _percentiles(relayed)[0],
-            _percentiles(relayed)[1],
+            percentiles(relayed)[0],
+            percentiles(relayed)[1],
             "p99",
         ),
         Row(
             SCENARIO,
             "  of which stream→receipt p50 / p99 (ms)",
-            _percentiles(fanned)[0],
-            _percentiles(fanned)[1],
+            percentiles(fanned)[0],
+            percentiles(fanned)[1],
             "p99",
         ),
         Row(SCENARIO, "redis pub→sub p50, no load (ms)", i50),
